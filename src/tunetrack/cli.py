@@ -1,0 +1,132 @@
+"""The ``tunetrack`` command: a thin click layer over the library.
+
+Start-up must stay fast: TensorFlow, keras-tuner and MLflow are imported inside the commands
+that need them, never here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .errors import TunetrackError
+
+TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband")
+
+
+class _Failure(click.ClickException):
+    """A :class:`TunetrackError` as click shows it: ``Error: message`` and the error's exit code."""
+
+    def __init__(self, error: TunetrackError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TunetrackError as error:
+            raise _Failure(error) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tunetrack")
+def main() -> None:
+    """Keras hyperparameter search over image-classification model families, every trial
+    tracked in MLflow.
+
+    \b
+    Typical session:
+      tunetrack validate pipelines/digits.yaml
+      tunetrack plan search_spaces/digits_cnn.yaml --sample 3
+      tunetrack search pipelines/digits.yaml
+      tunetrack ui
+    """
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--space", type=click.Path(dir_okay=False), metavar="FILE", help="Search-space file (overrides the pipeline's).")
+@click.option("--tuner", type=click.Choice(TUNER_CHOICES), help="Search strategy (keras-tuner oracle).")
+@click.option("--max-trials", type=click.IntRange(min=1), help="Models to train (rejected candidates do not count).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per trial (Hyperband: the most per trial).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the tuner and of weight initialisation.")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--data", "data", help="Image folder (one subfolder per class), 'digits' or 'keras:NAME'.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget; the running trial finishes.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the final summary.")
+def search(pipeline: str, quiet: bool, **flags: Any) -> None:
+    """Run the hyperparameter search described by PIPELINE and track it in MLflow."""
+    from .pipeline import load_pipeline
+    from .progress import ConsoleReporter, QuietReporter
+    from .tuning import run_search
+
+    loaded = load_pipeline(pipeline).override(**flags)
+    reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
+    try:
+        result = run_search(loaded, reporter=reporter)
+    except KeyboardInterrupt:
+        click.echo("search interrupted: the running trial and the search run are marked "
+                   "KILLED in MLflow", err=True)
+        sys.exit(130)
+    if result.best is None:
+        raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check pipeline and search-space FILES; print every problem as FILE:LINE: message."""
+    from .validation import validate_files
+
+    problems = validate_files(files)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(2)
+    for file in files:
+        click.echo(f"{file}: ok")
+
+
+@main.command()
+@click.argument("space_file", metavar="SPACE", type=click.Path(dir_okay=False))
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Fix one hyperparameter of the candidate (repeatable).")
+@click.option("--sample", type=click.IntRange(min=1), help="Plan N sampled candidates instead of the defaults.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of --sample.")
+@click.option("--input-shape", default="8,8,1", show_default=True, metavar="H,W,C",
+              help="Image shape the candidate is planned for.")
+@click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan(s) as JSON.")
+def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed: int,
+         input_shape: str, classes: int, as_json: bool) -> None:
+    """Show a candidate's layers, output shapes and parameter counts without training it."""
+    from .planning import plan_command
+
+    text, ok = plan_command(space_file, assignments, sample=sample, seed=seed,
+                            input_shape=input_shape, classes=classes, as_json=as_json)
+    click.echo(text)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+def ui(host: str, port: int) -> None:
+    """Start the MLflow UI on tunetrack's store."""
+    import os
+
+    from .tracking import tracking_uri
+
+    uri = tracking_uri()
+    click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C stops it)")
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", host, "--port", str(port)])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,259 @@
+"""The pipeline file: which data, which space, which tuner, how long to train, which metric decides.
+
+A pipeline is the unit a user runs (``tunetrack search PIPELINE``). Command-line flags
+override its values through :meth:`Pipeline.override`; nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import PipelineError, allowed_list, did_you_mean
+from .yamlio import Document, load_yaml
+
+TUNERS = ("random", "grid", "bayesian", "hyperband")
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
+COLOR_MODES = ("rgb", "grayscale")
+BAD_IMAGE_POLICIES = ("error", "skip")
+DEFAULT_EXPERIMENT = "tunetrack"
+
+
+@dataclass(frozen=True)
+class DataSection:
+    source: str = "digits"
+    image_size: tuple[int, int] | None = None
+    color_mode: str | None = None
+    validation_split: float = 0.2
+    test_split: float = 0.2
+    seed: int = 0
+    on_bad_image: str = "error"
+
+
+@dataclass(frozen=True)
+class TunerSection:
+    kind: str = "random"
+    max_trials: int = 10
+    executions_per_trial: int = 1
+    seed: int = 0
+    max_consecutive_failures: int = 3
+    max_rejected: int = 100
+    hyperband_factor: int = 3
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    epochs: int = 10
+    patience: int | None = 3
+
+
+@dataclass(frozen=True)
+class ConstraintsSection:
+    max_params: int | None = None
+    min_feature_map: int | None = None
+    max_flops: int | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline file. ``space`` is resolved relative to the pipeline's folder."""
+
+    path: str
+    name: str
+    space: str
+    experiment: str = DEFAULT_EXPERIMENT
+    objective: str = "val_accuracy"
+    data: DataSection = field(default_factory=DataSection)
+    tuner: TunerSection = field(default_factory=TunerSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    constraints: ConstraintsSection = field(default_factory=ConstraintsSection)
+    description: str = ""
+
+    @property
+    def direction(self) -> str:
+        return OBJECTIVES[self.objective]
+
+    def override(self, **flags: Any) -> Pipeline:
+        """A copy with command-line flags applied; ``None`` means "not given"."""
+        tuner = {k: flags.get(f) for k, f in (("kind", "tuner"), ("max_trials", "max_trials"),
+                                              ("seed", "seed"), ("max_minutes", "max_minutes"),
+                                              ("executions_per_trial", "executions_per_trial"))}
+        training = {"epochs": flags.get("epochs")}
+        data = {"source": flags.get("data")}
+        top = {"experiment": flags.get("experiment"), "space": flags.get("space")}
+        if top["space"] is not None:
+            top["space"] = str(Path(top["space"]))
+        errors = []
+        for key, value in (("max_trials", tuner["max_trials"]), ("epochs", training["epochs"]),
+                           ("executions_per_trial", tuner["executions_per_trial"])):
+            if value is not None and value < 1:
+                errors.append(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+        if tuner["kind"] is not None and tuner["kind"] not in TUNERS:
+            errors.append(f"--tuner must be one of {allowed_list(TUNERS)}, got {tuner['kind']!r}")
+        if errors:
+            raise PipelineError("; ".join(errors), file=self.path)
+        return dataclasses.replace(
+            self, **_given(top),
+            tuner=dataclasses.replace(self.tuner, **_given(tuner)),
+            training=dataclasses.replace(self.training, **_given(training)),
+            data=dataclasses.replace(self.data, **_given(data)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+_SECTIONS = {"data": DataSection, "tuner": TunerSection, "training": TrainingSection,
+             "constraints": ConstraintsSection}
+_TOP = ("name", "description", "experiment", "space", "objective", *_SECTIONS)
+
+
+class _Checker:
+    """Collects every problem of one document, each with its file and line."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc, self.problems = doc, []
+
+    def fail(self, message: str, *key: object) -> None:
+        self.problems.append(PipelineError(message, file=self.doc.path, line=self.doc.line(*key),
+                                           key=".".join(map(str, key)) or None))
+
+    def keys(self, mapping: dict, allowed: tuple[str, ...], *where: object) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.fail(f"unknown key {key!r}; allowed: {allowed_list(allowed)}"
+                          f"{did_you_mean(key, allowed)}", *where, key)
+
+    def typed(self, value: Any, kind: str, *key: object, low: float | None = None,
+              high: float | None = None, high_open: bool = False) -> Any:
+        """``value`` converted to ``kind`` (int, float, str, bool), or None after a problem."""
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
+        if kind == "float" and isinstance(value, str):
+            try:
+                value, ok = float(value), True  # YAML 1.1 reads 1e-4 as text
+            except ValueError:
+                pass
+        if not ok:
+            self.fail(f"must be {'an' if kind == 'int' else 'a'} {kind}, got {value!r}", *key)
+            return None
+        if low is not None and value < low:
+            self.fail(f"must be at least {low}, got {value!r}", *key)
+            return None
+        if high is not None and (value >= high if high_open else value > high):
+            self.fail(f"must be {'below' if high_open else 'at most'} {high}, got {value!r}", *key)
+            return None
+        return float(value) if kind == "float" else value
+
+    def choice(self, value: Any, allowed: tuple[str, ...], *key: object) -> Any:
+        if value not in allowed:
+            self.fail(f"must be one of {allowed_list(allowed)}, got {value!r}"
+                      f"{did_you_mean(value, allowed)}", *key)
+            return None
+        return value
+
+
+# key -> (kind, bounds or choices); bounds are (low, high, high_open)
+_RULES: dict[str, dict[str, tuple]] = {
+    "data": {"source": ("str",), "image_size": ("size",), "color_mode": ("choice", COLOR_MODES),
+             "validation_split": ("float", 0.0, 1.0, True), "test_split": ("float", 0.0, 1.0, True),
+             "seed": ("int", 0), "on_bad_image": ("choice", BAD_IMAGE_POLICIES)},
+    "tuner": {"kind": ("choice", TUNERS), "max_trials": ("int", 1), "seed": ("int", 0),
+              "executions_per_trial": ("int", 1), "max_consecutive_failures": ("int", 1),
+              "max_rejected": ("int", 0), "hyperband_factor": ("int", 2),
+              "max_minutes": ("float", 0.0)},
+    "training": {"epochs": ("int", 1), "patience": ("int", 1)},
+    "constraints": {"max_params": ("int", 1), "min_feature_map": ("int", 1),
+                    "max_flops": ("int", 1)},
+}
+
+
+def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        check.fail(f"must be a mapping of {allowed_list(_RULES[name])}, got {raw!r}", name)
+        return {}
+    check.keys(raw, tuple(_RULES[name]), name)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        rule = _RULES[name].get(key)
+        if rule is None:
+            continue
+        if value is None and key in ("patience", "max_minutes", "image_size", "color_mode",
+                                     "max_params", "min_feature_map", "max_flops"):
+            out[key] = None
+            continue
+        kind = rule[0]
+        if kind == "choice":
+            out[key] = check.choice(value, rule[1], name, key)
+        elif kind == "size":
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                out[key] = (value, value)
+            elif (isinstance(value, list) and len(value) == 2
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                          for v in value)):
+                out[key] = tuple(value)
+            else:
+                check.fail(f"must be [height, width] of positive integers, got {value!r}",
+                           name, key)
+        else:
+            low = rule[1] if len(rule) > 1 else None
+            high = rule[2] if len(rule) > 2 else None
+            out[key] = check.typed(value, kind, name, key, low=low, high=high,
+                                   high_open=len(rule) > 3 and rule[3])
+        if out.get(key, 0) is None and value is not None:
+            out.pop(key)
+    return out
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline file; every problem is reported at once as a ``PipelineError``."""
+    doc = load_yaml(path, error=PipelineError)
+    if not isinstance(doc.data, dict):
+        raise PipelineError(f"a pipeline must be a mapping of keys, got {type(doc.data).__name__}",
+                            file=doc.path, line=1)
+    check = _Checker(doc)
+    raw = doc.data
+    check.keys(raw, _TOP)
+    values: dict[str, Any] = {}
+    for key in ("name", "description", "experiment"):
+        if key in raw:
+            values[key] = check.typed(raw[key], "str", key)
+    if "objective" in raw:
+        values["objective"] = check.choice(raw["objective"], tuple(OBJECTIVES), "objective")
+    if "space" not in raw:
+        check.fail("a pipeline needs 'space: FILE' naming its search space", "space")
+    elif (space := check.typed(raw["space"], "str", "space")) is not None:
+        resolved = Path(doc.path).parent / space
+        if not resolved.is_file():
+            check.fail(f"the space file {str(resolved)!r} does not exist", "space")
+        values["space"] = str(resolved)
+    sections = {name: _check_section(check, name, raw.get(name)) for name in _SECTIONS}
+    if check.problems:
+        raise PipelineError("", problems=check.problems)
+    data = sections["data"]
+    if data.get("validation_split", 0.2) + data.get("test_split", 0.2) >= 1.0:
+        raise PipelineError("validation_split + test_split must be below 1, got "
+                            f"{data.get('validation_split', 0.2)} + {data.get('test_split', 0.2)}",
+                            file=doc.path, line=doc.line("data"), key="data")
+    values = {k: v for k, v in values.items() if v is not None}
+    values.setdefault("name", Path(doc.path).stem)
+    return Pipeline(path=doc.path, **values,
+                    **{name: cls(**sections[name]) for name, cls in _SECTIONS.items()})
+
+
+def file_digest(*paths: str | Path) -> str:
+    """sha256 over the bytes of ``paths``: detects an edited pipeline or space between runs."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()

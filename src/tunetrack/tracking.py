@@ -1,0 +1,163 @@
+"""MLflow tracking: the embedded store, one parent run per search, one child run per trial.
+
+tunetrack logs through ``MlflowClient`` in batches (one ``log_batch`` per trial for params,
+tags and every epoch's metrics) instead of autologging, which costs 1.3-1.8x a bare search.
+The embedded store is SQLite under ``mlruns/`` with artifacts under ``mlruns/artifacts``;
+``MLFLOW_TRACKING_URI`` in the environment points tunetrack at any other store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from . import names
+from .errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+STORE_DIR = "mlruns"
+DB_NAME = "mlflow.db"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store under ``./mlruns``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = Path.cwd() / STORE_DIR
+    store.mkdir(exist_ok=True)
+    return f"sqlite:///{store / DB_NAME}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: beside a SQLite file, else the server's choice."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = Path(unquote(uri[len("sqlite:///"):]))
+        return (db.parent / "artifacts").resolve().as_uri()
+    if parsed.scheme in ("", "file"):
+        return None
+    return None
+
+
+def client() -> MlflowClient:
+    """An ``MlflowClient`` on :func:`tracking_uri`; quiets MLflow's own start-up logging."""
+    import logging
+
+    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def get_or_create_experiment(mlclient: MlflowClient, name: str) -> str:
+    experiment = mlclient.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"experiment {name!r} is deleted in {tracking_uri()}; restore it "
+                                "with 'mlflow experiments restore' or choose another --experiment")
+        return experiment.experiment_id
+    return mlclient.create_experiment(name, artifact_location=artifact_root(tracking_uri()))
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+class RunLogger:
+    """Collects params, tags and metrics for one run and writes them in as few calls as possible."""
+
+    def __init__(self, mlclient: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = mlclient, run_id
+        self._params: dict[str, str] = {}
+        self._tags: dict[str, str] = {}
+        self._metrics: list[tuple[str, float, int]] = []
+
+    def params(self, values: Mapping[str, Any]) -> RunLogger:
+        self._params.update({k: _stringify(v) for k, v in values.items()})
+        return self
+
+    def tags(self, values: Mapping[str, Any]) -> RunLogger:
+        self._tags.update({k: _stringify(v) for k, v in values.items() if v is not None})
+        return self
+
+    def metric(self, key: str, value: float, step: int = 0) -> RunLogger:
+        self._metrics.append((key, float(value), int(step)))
+        return self
+
+    def metrics(self, values: Mapping[str, float], step: int = 0) -> RunLogger:
+        for key, value in values.items():
+            if value is not None:
+                self.metric(key, value, step)
+        return self
+
+    def series(self, key: str, values: Iterable[float], steps: Iterable[int]) -> RunLogger:
+        for step, value in zip(steps, values, strict=False):
+            self.metric(key, value, step)
+        return self
+
+    def flush(self) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        if not (self._params or self._tags or self._metrics):
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, now, s) for k, v, s in self._metrics],
+            params=[Param(k, v) for k, v in self._params.items()],
+            tags=[RunTag(k, v) for k, v in self._tags.items()])
+        self._params, self._tags, self._metrics = {}, {}, []
+
+
+class SearchTracker:
+    """The MLflow side of one search: its parent run and a child run per trial."""
+
+    def __init__(self, experiment: str) -> None:
+        self.client = client()
+        self.experiment_name = experiment
+        self.experiment_id = get_or_create_experiment(self.client, experiment)
+        self.parent_run_id: str | None = None
+
+    def start_search(self, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
+        run = self.client.create_run(
+            self.experiment_id, run_name=run_name,
+            tags={names.TAG_ROLE: names.ROLE_SEARCH,
+                  **{k: _stringify(v) for k, v in tags.items() if v is not None}})
+        self.parent_run_id = run.info.run_id
+        return RunLogger(self.client, self.parent_run_id)
+
+    def start_trial(self, trial_id: str, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
+        run = self.client.create_run(
+            self.experiment_id, run_name=run_name,
+            tags={names.TAG_PARENT: self.parent_run_id, names.TAG_ROLE: names.ROLE_TRIAL,
+                  names.TAG_TRIAL_ID: trial_id,
+                  **{k: _stringify(v) for k, v in tags.items() if v is not None}})
+        return RunLogger(self.client, run.info.run_id)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)

@@ -1,0 +1,472 @@
+"""keras-tuner glue: the oracles explore the space, tunetrack plans, trains and records each trial.
+
+Every candidate the oracle proposes is planned first (pure arithmetic, milliseconds). An
+impossible or over-budget candidate is *rejected*: recorded in MLflow with its reason, reported
+to the oracle as a completed trial with the worst score (so Bayesian optimisation learns to avoid
+the region, and keras-tuner's consecutive-failure limit is not touched), and the trial budget is
+extended by one, so ``max_trials`` counts trained models. A candidate that raises while building
+or training, or whose loss becomes NaN, is *failed*: recorded with its reason and traceback, and
+keras-tuner is told through ``FailedTrialError`` (it stops after ``max_consecutive_failures``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import names
+from .errors import CandidateRejected
+from .names import TrialStatus
+from .pipeline import Pipeline
+from .progress import Reporter, format_seconds
+
+HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",
+                  "tuner/trial_id")
+
+
+@dataclass
+class TrialRecord:
+    """What became of one trial, as the search summary and the tests see it."""
+
+    trial_id: str
+    status: TrialStatus
+    candidate: dict[str, Any]
+    run_id: str | None = None
+    objective: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params_total: int | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+    epochs: int = 0
+
+
+@dataclass
+class SearchResult:
+    pipeline: Pipeline
+    experiment_id: str
+    parent_run_id: str
+    trials: list[TrialRecord]
+    elapsed: float
+    status: str = "FINISHED"
+    stop_reason: str | None = None
+
+    @property
+    def best(self) -> TrialRecord | None:
+        done = [t for t in self.trials if t.status is TrialStatus.COMPLETED]
+        if not done:
+            return None
+        sign = 1 if self.pipeline.direction == "max" else -1
+        return max(done, key=lambda t: sign * t.objective)
+
+    def count(self, status: TrialStatus) -> int:
+        return sum(t.status is status for t in self.trials)
+
+    def reasons(self, status: TrialStatus, top: int = 3) -> list[tuple[str, int]]:
+        from collections import Counter
+
+        found = Counter(_reason_kind(t.reason) for t in self.trials
+                        if t.status is status and t.reason)
+        return found.most_common(top)
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"search {self.status.lower()} in {format_seconds(self.elapsed)}: "
+                 f"{self.count(TrialStatus.COMPLETED)} trained, "
+                 f"{self.count(TrialStatus.REJECTED)} rejected, "
+                 f"{self.count(TrialStatus.FAILED)} failed"]
+        for status in (TrialStatus.REJECTED, TrialStatus.FAILED):
+            for reason, n in self.reasons(status):
+                lines.append(f"  {status.value} x{n}: {reason}")
+        if self.stop_reason:
+            lines.append(f"  stopped early: {self.stop_reason}")
+        best = self.best
+        if best is not None:
+            lines.append(f"best trial {best.trial_id}: {self.pipeline.objective} "
+                         f"{best.objective:.4f}, {best.params_total:,} params (run {best.run_id})")
+        lines.append(f"search run {self.parent_run_id} in experiment "
+                     f"'{self.pipeline.experiment}'")
+        return lines
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: the numbers differ, the rule is the same."""
+    return reason.split(":")[0] if ":" in reason else reason
+
+
+class _Search:
+    """State shared by the keras-tuner hooks of one search."""
+
+    def __init__(self, pipeline: Pipeline, space: Any, dataset: Any, tracker: Any,
+                 reporter: Reporter) -> None:
+        self.pipeline, self.space, self.dataset = pipeline, space, dataset
+        self.tracker, self.reporter = tracker, reporter
+        self.family = space.family
+        self.num_classes = len(dataset.class_names)
+        self.constraints = _merge_constraints(space.constraints, pipeline.constraints)
+        self.trials: list[TrialRecord] = []
+        self.start = time.perf_counter()
+        self.stop_reason: str | None = None
+        self.running: tuple[TrialRecord, str] | None = None
+        self.last_model: Any = None
+        self._features: dict[tuple, tuple[Any, Any]] = {}
+        self.trained = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+    def candidate(self, hp: Any) -> dict[str, Any]:
+        return self.space.declare(hp.copy())
+
+    def inputs(self, candidate: dict[str, Any]) -> tuple[Any, Any]:
+        """Training and validation inputs; feature families extract once per feature setting."""
+        from . import families
+
+        if self.dataset.x_train.ndim == 4 and families.input_shape(
+                self.family, candidate, self.dataset.image_shape) == self.dataset.image_shape:
+            return self.dataset.x_train, self.dataset.x_val
+        key = tuple(sorted((k, v) for k, v in candidate.items() if "." not in k))
+        if key not in self._features:
+            self._features[key] = (families.featurize(self.family, candidate, self.dataset.x_train),
+                                   families.featurize(self.family, candidate, self.dataset.x_val))
+        return self._features[key]
+
+    def penalty(self) -> float:
+        scores = [t.objective for t in self.trials if t.status is TrialStatus.COMPLETED]
+        if self.pipeline.direction == "max":
+            return min(scores + [0.0])
+        return max(scores + [1e3])
+
+    def best(self) -> TrialRecord | None:
+        done = [t for t in self.trials if t.status is TrialStatus.COMPLETED]
+        sign = 1 if self.pipeline.direction == "max" else -1
+        return max(done, key=lambda t: sign * t.objective) if done else None
+
+    def shown(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        searched = set(self.space.searched())
+        return {k: v for k, v in candidate.items() if k in searched}
+
+    def trial_tags(self) -> dict[str, Any]:
+        return {names.TAG_FAMILY: self.family, names.TAG_TUNER: self.pipeline.tuner.kind,
+                names.TAG_SEED: self.pipeline.tuner.seed}
+
+    # -- one trial ---------------------------------------------------------------------------
+    def run_trial(self, tuner: Any, trial: Any, fit: Any) -> Any:
+        from keras_tuner.errors import FailedTrialError
+
+        from .plan import check_constraints, plan_candidate
+
+        hp_values = trial.hyperparameters.values
+        candidate = self.candidate(trial.hyperparameters)
+        number = len(self.trials) + 1
+        self.reporter.trial_started(number=self.trained + 1, total=self.pipeline.tuner.max_trials,
+                                    trial_id=trial.trial_id, shown=self.shown(candidate))
+        t0 = time.perf_counter()
+        extra = {k: hp_values[k] for k in HYPERBAND_KEYS if k in hp_values}
+        try:
+            plan = plan_candidate(self.family, candidate, self.dataset.image_shape,
+                                  self.num_classes)
+            check_constraints(plan, self.constraints)
+        except CandidateRejected as exc:
+            self._record_rejected(trial.trial_id, candidate, exc, t0, extra, tuner)
+            return {self.pipeline.objective: self.penalty()}
+
+        record = TrialRecord(trial.trial_id, TrialStatus.COMPLETED, candidate,
+                             params_total=plan.total_params)
+        log = self.tracker.start_trial(trial.trial_id, f"trial-{trial.trial_id}",
+                                       self.trial_tags())
+        record.run_id = log.run_id
+        log.params(candidate).params(extra).flush()
+        self.running = (record, log.run_id)
+        try:
+            import keras
+
+            keras.utils.set_random_seed(self.pipeline.tuner.seed + number)
+            histories = fit()
+            history = histories[0] if isinstance(histories, list) else histories
+            losses = history.history.get("loss", [])
+            bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+            if not losses or bad:
+                epoch = history.epoch[bad[0]] if bad else 0
+                raise FloatingPointError(f"loss became NaN at epoch {epoch + 1}")
+        except Exception as exc:  # a failed trial must never end the search by itself
+            self.running = None
+            self._record_failed(record, log, exc, t0)
+            raise FailedTrialError(record.reason) from exc
+        self.running = None
+        self._record_completed(record, log, history, plan, t0)
+        return histories
+
+    def _finish(self, record: TrialRecord) -> None:
+        self.trials.append(record)
+        self.reporter.trial_ended(record, best=self.best(),
+                                  elapsed=time.perf_counter() - self.start)
+
+    def _record_rejected(self, trial_id: str, candidate: dict, exc: CandidateRejected,
+                         t0: float, extra: dict, tuner: Any) -> None:
+        record = TrialRecord(trial_id, TrialStatus.REJECTED, candidate, reason=exc.reason)
+        log = self.tracker.start_trial(trial_id, f"trial-{trial_id}", {
+            **self.trial_tags(), names.TAG_TRIAL_STATUS: TrialStatus.REJECTED.value,
+            names.TAG_REASON: exc.reason, "tunetrack.reject_kind": exc.kind})
+        record.run_id = log.run_id
+        log.params(candidate).params(extra).flush()
+        self.tracker.end_run(log.run_id, "FINISHED")
+        record.seconds = time.perf_counter() - t0
+        rejected = sum(t.status is TrialStatus.REJECTED for t in self.trials) + 1
+        oracle = tuner.oracle
+        if oracle.max_trials is not None and rejected <= self.pipeline.tuner.max_rejected:
+            oracle.max_trials += 1  # rejected candidates do not use up the training budget
+        self._finish(record)
+
+    def _record_failed(self, record: TrialRecord, log: Any, exc: BaseException,
+                       t0: float) -> None:
+        record.status = TrialStatus.FAILED
+        record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+        record.seconds = time.perf_counter() - t0
+        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.FAILED.value,
+                  names.TAG_REASON: record.reason}).metric(names.METRIC_TRAIN_SECONDS,
+                                                           record.seconds).flush()
+        self.tracker.log_text(log.run_id, "".join(traceback.format_exception(exc)),
+                              "traceback.txt")
+        self.tracker.end_run(log.run_id, "FAILED")
+        self._finish(record)
+
+    def _record_completed(self, record: TrialRecord, log: Any, history: Any, plan: Any,
+                          t0: float) -> None:
+        record.seconds = time.perf_counter() - t0
+        steps = list(history.epoch)
+        objective = self.pipeline.objective
+        series = history.history
+        for key, values in series.items():
+            log.series(key, [float(v) for v in values], steps)
+        pick = max if self.pipeline.direction == "max" else min
+        best_index = series[objective].index(pick(series[objective]))
+        record.objective = float(series[objective][best_index])
+        record.epochs = len(steps)
+        model = self.last_model
+        total = int(model.count_params()) if model is not None else plan.total_params
+        trainable = (int(sum(math.prod(w.shape) for w in model.trainable_weights))
+                     if model is not None else plan.trainable_params)
+        record.params_total = total
+        for key, values in series.items():
+            record.metrics[f"best_{key}"] = float(min(values) if "loss" in key else max(values))
+            record.metrics[f"final_{key}"] = float(values[-1])
+        record.metrics[objective] = record.objective
+        log.metrics({names.METRIC_PARAMS_TOTAL: total, names.METRIC_PARAMS_TRAINABLE: trainable,
+                     names.METRIC_FLOPS: plan.flops, names.METRIC_TRAIN_SECONDS: record.seconds,
+                     names.METRIC_BEST_EPOCH: steps[best_index] + 1, "epochs_trained": len(steps),
+                     **{k: v for k, v in record.metrics.items() if k != objective}})
+        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.COMPLETED.value})
+        log.flush()
+        self.tracker.log_text(log.run_id, plan.table(), "architecture.txt")
+        self.tracker.end_run(log.run_id, "FINISHED")
+        self.trained += 1
+        self.last_model = None
+        self._finish(record)
+
+    def check_budget(self, tuner: Any) -> None:
+        """Stop cleanly once ``max_minutes`` has passed: no new trial after the running one."""
+        limit = self.pipeline.tuner.max_minutes
+        if limit is not None and time.perf_counter() - self.start > 60 * limit:
+            if self.stop_reason is None:
+                self.stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
+            tuner.oracle.max_trials = len(tuner.oracle.trials)
+
+
+def _merge_constraints(space_constraints: Any, pipeline_constraints: Any) -> Any:
+    from types import SimpleNamespace
+
+    merged = {}
+    for key in ("max_params", "min_feature_map", "max_flops"):
+        value = getattr(pipeline_constraints, key, None)
+        merged[key] = value if value is not None else getattr(space_constraints, key, None)
+    return SimpleNamespace(**merged)
+
+
+def _hypermodel(search: _Search) -> Any:
+    import keras
+    import keras_tuner
+
+    from . import families
+
+    class TunetrackHyperModel(keras_tuner.HyperModel):
+        def declare_hyperparameters(self, hp: Any) -> None:
+            search.space.declare(hp)
+
+        def build(self, hp: Any) -> Any:
+            candidate = search.candidate(hp)
+            shape = families.input_shape(search.family, candidate, search.dataset.image_shape)
+            model = families.build_model(search.family, candidate, shape, search.num_classes)
+            model.compile(**families.compile_kwargs(search.family, candidate))
+            return model
+
+        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            candidate = search.candidate(hp)
+            x_train, x_val = search.inputs(candidate)
+            callbacks = list(kwargs.pop("callbacks", []))
+            pipeline = search.pipeline
+            if pipeline.training.patience:
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor=pipeline.objective, mode=pipeline.direction,
+                    patience=pipeline.training.patience, restore_best_weights=True))
+            callbacks.append(keras.callbacks.TerminateOnNaN())
+            callbacks.append(_EpochReporter(search.reporter, kwargs.get("epochs", 1)))
+            kwargs.pop("x", None), kwargs.pop("y", None), kwargs.pop("validation_data", None)
+            history = model.fit(x_train, search.dataset.y_train,
+                                validation_data=(x_val, search.dataset.y_val),
+                                batch_size=int(candidate["batch_size"]), callbacks=callbacks,
+                                verbose=0, **kwargs)
+            search.last_model = model
+            return history
+
+    class _EpochReporter(keras.callbacks.Callback):
+        def __init__(self, reporter: Reporter, epochs: int) -> None:
+            super().__init__()
+            self.reporter, self.epochs = reporter, epochs
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.reporter.epoch_ended(epoch=epoch, epochs=self.epochs, logs=dict(logs or {}))
+
+    return TunetrackHyperModel()
+
+
+def _tuner(search: _Search, directory: str) -> Any:
+    import keras_tuner
+
+    pipeline = search.pipeline
+    cfg = pipeline.tuner
+    base = {"random": keras_tuner.RandomSearch, "grid": keras_tuner.GridSearch,
+            "bayesian": keras_tuner.BayesianOptimization,
+            "hyperband": keras_tuner.Hyperband}[cfg.kind]
+
+    class TunetrackTuner(base):  # type: ignore[misc, valid-type]
+        def _populate_initial_space(self) -> None:
+            # Declaring is enough: building models to discover conditional scopes (keras-tuner's
+            # default) would cost a Keras build per scope and could fail on impossible defaults.
+            hp = self.oracle.get_space()
+            search.space.declare(hp)
+            self.oracle.update_space(hp)
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            return search.run_trial(self, trial,
+                                    lambda: super(TunetrackTuner, self).run_trial(
+                                        trial, *args, **kwargs))
+
+        def pre_create_trial(self) -> None:
+            search.check_budget(self)
+
+    objective = keras_tuner.Objective(pipeline.objective, direction=pipeline.direction)
+    common = dict(hypermodel=_hypermodel(search), objective=objective, seed=cfg.seed,
+                  max_consecutive_failed_trials=cfg.max_consecutive_failures,
+                  executions_per_trial=cfg.executions_per_trial, directory=directory,
+                  project_name="search", overwrite=True)
+    if cfg.kind == "hyperband":
+        tuner = TunetrackTuner(max_epochs=pipeline.training.epochs, factor=cfg.hyperband_factor,
+                               **common)
+        tuner.oracle.max_trials = cfg.max_trials
+        return tuner
+    return TunetrackTuner(max_trials=cfg.max_trials, **common)
+
+
+def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> SearchResult:
+    """Run the search a pipeline describes and record it in MLflow.
+
+    Validation (space, data) happens before anything is written to the store.
+    """
+    from .data import DataConfig, load_dataset
+    from .space import load_space
+    from .tracking import SearchTracker
+
+    reporter = reporter or Reporter()
+    space = load_space(pipeline.space)
+    if pipeline.tuner.kind == "grid" and (why := space.grid_ready()):
+        from .errors import SpaceError
+
+        raise SpaceError(f"the grid tuner needs finite choices: {why}", file=space.path)
+    d = pipeline.data
+    dataset = load_dataset(DataConfig(
+        source=d.source, image_size=d.image_size, color_mode=d.color_mode,
+        validation_split=d.validation_split, test_split=d.test_split, seed=d.seed,
+        on_bad_image=d.on_bad_image))
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tracker = SearchTracker(pipeline.experiment)
+    log = tracker.start_search(
+        f"{pipeline.name}-{pipeline.tuner.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+        _search_tags(pipeline, space, dataset))
+    log.params(_search_params(pipeline, space, dataset)).flush()
+    tracker.log_artifact(log.run_id, pipeline.path, "config")
+    tracker.log_artifact(log.run_id, space.path, "config")
+    tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
+    search = _Search(pipeline, space, dataset, tracker, reporter)
+    reporter.search_started(pipeline=pipeline, space=space, dataset=dataset,
+                            total=pipeline.tuner.max_trials, experiment=pipeline.experiment,
+                            run_id=log.run_id)
+    directory = tempfile.mkdtemp(prefix="tunetrack-")
+    status, failure = "FINISHED", None
+    try:
+        tuner = _tuner(search, directory)
+        tuner.search(epochs=pipeline.training.epochs, verbose=0)
+    except KeyboardInterrupt:
+        status, failure = "KILLED", "interrupted (Ctrl-C)"
+        raise
+    except Exception as exc:
+        status, failure = "FAILED", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if search.running is not None:
+            record, run_id = search.running
+            tracker.client.set_tag(run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
+            tracker.client.set_tag(run_id, names.TAG_REASON, failure or "search ended")
+            tracker.end_run(run_id, "KILLED")
+        result = SearchResult(pipeline, tracker.experiment_id, log.run_id, search.trials,
+                              time.perf_counter() - search.start, status, search.stop_reason)
+        _finish_search(tracker, log, result, failure)
+        shutil.rmtree(directory, ignore_errors=True)
+    reporter.search_ended(result)
+    return result
+
+
+def _search_tags(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
+    from .versioning import git_commit, package_versions
+
+    return {names.TAG_FAMILY: space.family, names.TAG_TUNER: pipeline.tuner.kind,
+            names.TAG_SEED: pipeline.tuner.seed, names.TAG_PIPELINE: pipeline.path,
+            names.TAG_SPACE: space.path, names.TAG_OBJECTIVE: pipeline.objective,
+            names.TAG_DATA_FINGERPRINT: dataset.fingerprint,
+            names.TAG_CLASSES: list(dataset.class_names),
+            names.TAG_GIT_COMMIT: git_commit(), names.TAG_VERSIONS: package_versions()}
+
+
+def _search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
+    d, t = pipeline.data, pipeline.tuner
+    sizes = dataset.summary().get("split_sizes", {})
+    return {"pipeline": pipeline.name, "family": space.family, "tuner": t.kind,
+            "max_trials": t.max_trials, "epochs": pipeline.training.epochs,
+            "patience": pipeline.training.patience, "seed": t.seed,
+            "objective": pipeline.objective, "data.source": d.source,
+            "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
+            "data.validation_split": d.validation_split, "data.test_split": d.test_split,
+            "data.num_classes": len(dataset.class_names),
+            **{f"data.{k}_size": v for k, v in sizes.items()}}
+
+
+def _finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None) -> None:
+    best = result.best
+    log.metrics({"trials_completed": result.count(TrialStatus.COMPLETED),
+                 "trials_rejected": result.count(TrialStatus.REJECTED),
+                 "trials_failed": result.count(TrialStatus.FAILED),
+                 "search_seconds": result.elapsed})
+    if best is not None:
+        log.metrics({f"best_{result.pipeline.objective}": best.objective})
+        if "val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
+            log.metric("best_val_accuracy", best.metrics.get("best_val_accuracy", best.objective))
+        log.tags({names.TAG_BEST_TRIAL: best.trial_id, names.TAG_BEST_RUN: best.run_id})
+    if failure:
+        log.tags({names.TAG_REASON: failure})
+    if result.stop_reason:
+        log.tags({"tunetrack.stop_reason": result.stop_reason})
+    log.flush()
+    tracker.end_run(log.run_id, result.status)

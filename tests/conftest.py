@@ -1,0 +1,70 @@
+"""Shared fixtures: a temporary MLflow store per test and tiny pipelines that train in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder, so caches and default stores never land in the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def store(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    """A temporary SQLite MLflow store named by MLFLOW_TRACKING_URI; yields an MlflowClient."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{workdir / 'store' / 'mlflow.db'}"
+    (workdir / "store").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(uri)
+
+
+TINY_SPACE = """\
+family: cnn
+blocks:
+  count: {int: [1, 2]}
+  filters: {choice: [4, 8]}
+  kernel_size: 3
+  padding: same
+  pooling: {choice: [max, none]}
+dense:
+  count: {int: [0, 1]}
+  units: {choice: [8, 16]}
+learning_rate: {float: [1.0e-3, 1.0e-2], log: true}
+batch_size: 64
+optimizer: adam
+"""
+
+
+def write_pipeline(folder: Path, *, space: str = TINY_SPACE, trials: int = 3, epochs: int = 2,
+                   tuner: str = "random", extra: str = "", name: str = "tiny") -> Path:
+    """A pipeline on digits with a tiny space; returns the pipeline path."""
+    (folder / "space.yaml").write_text(space)
+    path = folder / f"{name}.yaml"
+    path.write_text(f"""\
+name: {name}
+experiment: {name}
+space: space.yaml
+data: {{source: digits, seed: 0}}
+tuner: {{kind: {tuner}, max_trials: {trials}, seed: 7}}
+training: {{epochs: {epochs}, patience: 2}}
+{extra}""")
+    return path
+
+
+@pytest.fixture
+def tiny_pipeline(workdir: Path) -> Path:
+    return write_pipeline(workdir)

@@ -1,0 +1,82 @@
+"""The foundation: a real search on digits, read back from MLflow through MlflowClient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunetrack import names
+from tunetrack.pipeline import load_pipeline
+
+from .conftest import write_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def _children(client, experiment_id: str, parent_id: str):
+    runs = client.search_runs([experiment_id], f"tags.`{names.TAG_PARENT}` = '{parent_id}'",
+                              max_results=1000)
+    return sorted(runs, key=lambda r: r.data.tags[names.TAG_TRIAL_ID])
+
+
+def test_search_records_parent_and_children(store, tiny_pipeline: Path):
+    from tunetrack import families
+    from tunetrack.tuning import run_search
+
+    result = run_search(load_pipeline(tiny_pipeline))
+    client = store
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get(names.TAG_ROLE) == names.ROLE_SEARCH]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = _children(client, experiment.experiment_id, parent.info.run_id)
+    assert len(children) == 3 == len(result.trials)
+    assert parent.data.metrics["trials_completed"] == 3
+    best = result.best
+    assert parent.data.tags[names.TAG_BEST_TRIAL] == best.trial_id
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best.objective)
+
+    for child, record in zip(children, result.trials, strict=True):
+        tags = child.data.tags
+        assert tags[names.TAG_ROLE] == names.ROLE_TRIAL
+        assert tags[names.TAG_TRIAL_STATUS] == "completed"
+        assert tags[names.TAG_TRIAL_ID] == record.trial_id
+        # every active hyperparameter is a param, and nothing inactive is
+        assert set(child.data.params) == set(record.candidate)
+        if record.candidate["blocks"] == 1:
+            assert "blocks.2.filters" not in child.data.params
+        for key in names.EPOCH_METRICS:
+            history = client.get_metric_history(child.info.run_id, key)
+            assert [m.step for m in history] == list(range(record.epochs))
+        model = families.build_model("cnn", record.candidate, (8, 8, 1), 10)
+        assert child.data.metrics[names.METRIC_PARAMS_TOTAL] == model.count_params()
+        assert child.data.metrics[names.METRIC_PARAMS_TRAINABLE] <= model.count_params()
+
+
+def test_same_seed_same_sequence_and_flags_override(store, workdir: Path):
+    from tunetrack.tuning import run_search
+
+    pipeline = load_pipeline(write_pipeline(workdir, trials=4, epochs=1))
+    first = run_search(pipeline.override(max_trials=2))
+    second = run_search(pipeline.override(max_trials=2))
+    assert len(first.trials) == 2
+    assert [t.candidate for t in first.trials] == [t.candidate for t in second.trials]
+    other = run_search(pipeline.override(max_trials=2, seed=99))
+    assert [t.candidate for t in other.trials] != [t.candidate for t in first.trials]
+
+
+def test_default_store_lives_under_mlruns(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    from mlflow import MlflowClient
+
+    from tunetrack.tuning import run_search
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = run_search(load_pipeline(write_pipeline(workdir, trials=1, epochs=1)))
+    assert (workdir / "mlruns" / "mlflow.db").is_file()
+    assert not (workdir / "mlflow.db").exists()
+    client = MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    run = client.get_run(result.trials[0].run_id)
+    assert run.info.artifact_uri.startswith((workdir / "mlruns").as_uri())
