@@ -1,0 +1,71 @@
+"""Keras 3 models built from the plan's layer specs, so the model is exactly what was planned.
+
+Backend-agnostic: only ``keras.layers``; no TensorFlow calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from tunetrack.catalog import FAMILIES
+from tunetrack.plan import LayerSpec, plan_layers
+
+
+def _regularizer(candidate: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:
+    """L1/L2 penalty on every kernel; ``None`` when both are zero (no extra loss terms)."""
+    l1, l2 = float(candidate.get("l1", 0.0)), float(candidate.get("l2", 0.0))
+    if l1 <= 0 and l2 <= 0:
+        return None
+    return keras.regularizers.L1L2(l1=l1, l2=l2)
+
+
+def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras.layers.Layer:
+    """The Keras layer of one spec; the name is the plan's, so the two can be compared."""
+    c, name = spec.config, spec.name
+    if spec.kind == "conv":
+        return keras.layers.Conv2D(c["filters"], c["kernel"], strides=c["stride"],
+                                   padding=c["padding"], kernel_regularizer=reg, name=name)
+    if spec.kind == "dense":
+        return keras.layers.Dense(c["units"], activation=c["activation"],
+                                  kernel_regularizer=reg, name=name)
+    if spec.kind == "batch_norm":
+        return keras.layers.BatchNormalization(name=name)
+    if spec.kind == "activation":
+        if c["activation"] == "leaky_relu":
+            return keras.layers.LeakyReLU(negative_slope=c["slope"], name=name)
+        return keras.layers.Activation(c["activation"], name=name)
+    if spec.kind == "max_pool":
+        return keras.layers.MaxPooling2D(c["size"], strides=c["stride"], padding="valid",
+                                         name=name)
+    if spec.kind == "avg_pool":
+        return keras.layers.AveragePooling2D(c["size"], strides=c["stride"], padding="valid",
+                                             name=name)
+    if spec.kind == "dropout":
+        return keras.layers.Dropout(c["rate"], name=name)
+    if spec.kind == "flatten":
+        return keras.layers.Flatten(name=name)
+    if spec.kind == "global_avg_pool":
+        return keras.layers.GlobalAveragePooling2D(name=name)
+    if spec.kind == "add":
+        return keras.layers.Add(name=name)
+    raise ValueError(f"layer {name!r}: unknown spec kind {spec.kind!r}")
+
+
+def build_model(family: str, candidate: Mapping[str, Any], input_shape: tuple[int, ...],
+                num_classes: int) -> keras.Model:
+    """The uncompiled functional model of a candidate; raises ``CandidateRejected`` like the
+    plan does. ``input_shape`` is the image (H, W, C) or, for feature families, ``(length,)``."""
+    plan = plan_layers(family, candidate, input_shape, num_classes)
+    reg = _regularizer(candidate)
+    tensors: dict[str, Any] = {}
+    for spec in plan.specs:
+        if spec.kind == "input":
+            tensors[spec.name] = keras.Input(shape=spec.config["shape"], name=spec.name)
+            continue
+        args = [tensors[name] for name in spec.inputs]
+        tensors[spec.name] = _layer(spec, reg)(args if spec.kind == "add" else args[0])
+    return keras.Model(tensors[plan.specs[0].name], tensors[plan.specs[-1].name],
+                       name=f"tunetrack_{FAMILIES[family].name}")

@@ -1,0 +1,246 @@
+"""The Keras builders: every model equals its plan layer by layer, compiles and trains."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+keras = pytest.importorskip("keras")
+
+from tunetrack import families  # noqa: E402
+from tunetrack.catalog import ACTIVATIONS, FAMILIES, OPTIMIZERS, defaults  # noqa: E402
+from tunetrack.errors import CandidateRejected  # noqa: E402
+from tunetrack.plan import Plan, plan_candidate  # noqa: E402
+
+FEATURE_FAMILIES = [name for name, schema in FAMILIES.items() if schema.features]
+DENSE_FAMILIES = ["linear", "softmax", "mlp", *FEATURE_FAMILIES]
+PROPERTY = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_model_matches_plan(model: keras.Model, plan: Plan) -> None:
+    """Same layers with the same output shapes and parameter counts.
+
+    Keras orders a functional model's layers its own way (a residual shortcut may come before
+    the main path's batch norm), so layers are matched by name.
+    """
+    assert sorted(layer.name for layer in model.layers) == sorted(lp.name for lp in plan.layers)
+    for lp in plan.layers:
+        layer = model.get_layer(lp.name)
+        assert tuple(layer.output.shape[1:]) == lp.output_shape, lp.name
+        assert layer.count_params() == lp.params, lp.name
+    assert model.count_params() == plan.total_params
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == plan.trainable_params
+
+
+def check_candidate(family: str, cand: dict, image_shape: tuple[int, ...], classes: int) -> None:
+    try:
+        plan = plan_candidate(family, cand, image_shape, classes)
+    except CandidateRejected as err:
+        assert err.kind == "impossible"
+        assert err.reason.startswith(("blocks.", "stem ", "hog features:", "lbp features:")), \
+            err.reason
+        if not FAMILIES[family].features:  # the builder refuses what the plan refuses
+            with pytest.raises(CandidateRejected, match=re.escape(err.reason)):
+                families.build_model(family, cand, image_shape, classes)
+        return
+    shape = families.input_shape(family, cand, image_shape)
+    assert shape == plan.input_shape
+    assert_model_matches_plan(families.build_model(family, cand, shape, classes), plan)
+
+
+# --- candidate strategies ---------------------------------------------------------------------
+
+network = st.fixed_dictionaries({
+    "activation": st.sampled_from(ACTIVATIONS), "batch_norm": st.booleans(),
+    "dropout": st.sampled_from([0.0, 0.25]), "leaky_relu_slope": st.sampled_from([0.1, 0.3]),
+    "l2": st.sampled_from([0.0, 1e-4])})
+# sides that 2x2 pooling keeps whole, mixed with any side, so most conv candidates get built
+sides = st.one_of(st.sampled_from([4, 8, 12, 16]), st.integers(3, 20))
+images = st.tuples(sides, sides, st.integers(1, 3))
+
+
+@st.composite
+def dense_layers(draw, cand: dict, max_count: int = 3) -> dict:
+    count = draw(st.integers(0, max_count))
+    cand["dense"] = count
+    for i in range(1, count + 1):
+        cand[f"dense.{i}.units"] = draw(st.integers(1, 12))
+        cand[f"dense.{i}.activation"] = draw(st.sampled_from(ACTIVATIONS))
+    return cand
+
+
+@st.composite
+def dense_candidates(draw):
+    family = draw(st.sampled_from(DENSE_FAMILIES))
+    cand = defaults(family)
+    if "dense" in FAMILIES[family].groups:
+        cand.update(draw(network))
+        cand = draw(dense_layers({k: v for k, v in cand.items() if not k.startswith("dense")}))
+    cand.update({k: draw(st.integers(1, hi)) for k, hi in
+                 {"colours": 6, "orientations": 9, "pixels_per_cell": 8, "cells_per_block": 3,
+                  "points": 12, "grid": 5}.items() if k in cand})
+    return family, cand
+
+
+@st.composite
+def conv_candidates(draw, family: str):
+    cand = {k: v for k, v in defaults(family).items() if not k.startswith(("blocks", "dense"))}
+    cand.update(draw(network))
+    blocks = draw(st.integers(1, 3))
+    cand["blocks"] = blocks
+    for i in range(1, blocks + 1):
+        b = {"filters": draw(st.integers(1, 8))}
+        if family == "cnn":
+            b.update(kernel_size=draw(st.integers(1, 5)), stride=draw(st.integers(1, 3)),
+                     padding=draw(st.sampled_from(["same", "valid"])),
+                     activation=draw(st.sampled_from(ACTIVATIONS)),
+                     pooling=draw(st.sampled_from(["max", "avg", "none"])),
+                     pool_size=draw(st.integers(1, 3)), pool_stride=draw(st.integers(1, 3)))
+        elif family == "vgg":
+            b.update(convs=draw(st.integers(1, 2)),
+                     pooling=draw(st.sampled_from(["max", "avg", "none"])))
+        else:
+            b.update(stride=draw(st.integers(1, 2)))
+        cand.update({f"blocks.{i}.{k}": v for k, v in b.items()})
+    if family == "resnet":
+        cand["stem_filters"] = draw(st.integers(1, 8))
+    return draw(dense_layers(cand, 2))
+
+
+@given(dense_candidates(), images, st.integers(2, 5))
+@PROPERTY
+def test_dense_families_match_their_plan(fc, image_shape, classes):
+    check_candidate(*fc, image_shape, classes)
+
+
+@given(conv_candidates("cnn"), images, st.integers(2, 5))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_cnn_matches_its_plan(cand, image_shape, classes):
+    check_candidate("cnn", cand, image_shape, classes)
+
+
+@given(conv_candidates("vgg"), images, st.integers(2, 5))
+@PROPERTY
+def test_vgg_matches_its_plan(cand, image_shape, classes):
+    check_candidate("vgg", cand, image_shape, classes)
+
+
+@given(conv_candidates("resnet"), images, st.integers(2, 5))
+@PROPERTY
+def test_resnet_matches_its_plan(cand, image_shape, classes):
+    check_candidate("resnet", cand, image_shape, classes)
+
+
+# --- building, compiling, training --------------------------------------------------------
+
+RICH = {"batch_norm": True, "dropout": 0.25, "activation": "leaky_relu", "l1": 1e-5, "l2": 1e-4}
+IMAGE = (8, 8, 3)
+
+
+def fit_one_epoch(family: str, cand: dict) -> keras.Model:
+    shape = families.input_shape(family, cand, IMAGE)
+    model = families.build_model(family, cand, shape, 3)
+    # XLA takes seconds to compile on a CPU: not what these tests are about
+    model.compile(**families.compile_kwargs(family, cand), jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = rng.random((16, *shape), dtype=np.float32)
+    y = rng.integers(0, 3, 16)
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert "accuracy" in history.history
+    out = np.asarray(model(x[:4], training=False))
+    assert out.shape == (4, 3)
+    if families.outputs_probabilities(family, cand):
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    return model
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "linear"])
+def test_every_family_trains_one_epoch(family):
+    cand = defaults(family)
+    network_keys = set(FAMILIES[family].keys)
+    cand.update({k: v for k, v in RICH.items() if k in network_keys})
+    cand["optimizer"] = OPTIMIZERS[hash(family) % 3]
+    for key in [k for k in cand if k.endswith(".activation")]:
+        cand[key] = "leaky_relu"
+    model = fit_one_epoch(family, cand)
+    assert model.losses  # the L1/L2 penalties are in the loss
+    assert_model_matches_plan(model, plan_candidate(family, cand, IMAGE, 3))
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+def test_linear_trains_with_both_losses(loss):
+    model = fit_one_epoch("linear", {**defaults("linear"), "loss": loss, "optimizer": "sgd"})
+    assert model.layers[-1].get_config()["activation"] == "linear"
+    assert not families.outputs_probabilities("linear", {})
+
+
+def test_squared_error_is_mse_against_one_hot():
+    scores = np.array([[0.5, 0.0, 1.0], [0.0, 2.0, 0.0]], dtype=np.float32)
+    labels = np.array([2, 1])
+    expected = np.mean((scores - np.eye(3)[labels]) ** 2, axis=1)
+    got = keras.ops.convert_to_numpy(families.squared_error(labels, scores))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    got_col = keras.ops.convert_to_numpy(families.squared_error(labels[:, None], scores))
+    np.testing.assert_allclose(got_col, expected, rtol=1e-6)
+
+
+def test_compile_kwargs():
+    kw = families.compile_kwargs("cnn", {"optimizer": "sgd", "learning_rate": 0.05,
+                                         "momentum": 0.5})
+    assert isinstance(kw["optimizer"], keras.optimizers.SGD)
+    assert float(kw["optimizer"].learning_rate) == pytest.approx(0.05)
+    assert float(kw["optimizer"].momentum) == pytest.approx(0.5)
+    assert [m.name for m in kw["metrics"]] == ["accuracy"]
+    assert isinstance(families.compile_kwargs("mlp", {"optimizer": "rmsprop"})["optimizer"],
+                      keras.optimizers.RMSprop)
+    ce = families.compile_kwargs("linear", {"loss": "cross_entropy"})["loss"]
+    assert ce.get_config()["from_logits"] is True
+    with pytest.raises(ValueError, match="must be one of sgd, adam, rmsprop, got 'lbfgs'"):
+        families.compile_kwargs("mlp", {"optimizer": "lbfgs"})
+
+
+def test_no_regularizer_when_penalties_are_zero():
+    model = families.build_model("mlp", defaults("mlp"), (4, 4, 1), 2)
+    assert model.get_layer("dense.1").kernel_regularizer is None
+
+
+def test_leaky_relu_uses_the_slope():
+    cand = {**defaults("mlp"), "dense.1.activation": "leaky_relu", "leaky_relu_slope": 0.3}
+    model = families.build_model("mlp", cand, (4, 4, 1), 2)
+    assert model.get_layer("dense.1.act").negative_slope == pytest.approx(0.3)
+
+
+def test_input_shape_and_identity_featurize():
+    images = np.zeros((2, *IMAGE), dtype=np.float32)
+    assert families.featurize("cnn", defaults("cnn"), images) is images
+    assert families.input_shape("cnn", {}, IMAGE) == IMAGE
+    assert families.input_shape("lbp", {"grid": 2, "points": 8}, IMAGE) == (40,)
+
+
+@pytest.mark.parametrize("family", FEATURE_FAMILIES)
+def test_featurize_length_matches_the_plan(family):
+    pytest.importorskip("tunetrack.features")
+    images = np.random.default_rng(1).random((3, 16, 16, 3), dtype=np.float32)
+    cand = defaults(family)
+    feats = families.featurize(family, cand, images)
+    assert feats.shape == (3, *families.input_shape(family, cand, (16, 16, 3)))
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading")  # an optimizer never stepped
+def test_saved_linear_model_loads_with_its_loss(tmp_path):
+    cand = {**defaults("linear"), "loss": "squared_error"}
+    model = families.build_model("linear", cand, (4, 4, 1), 3)
+    model.compile(**families.compile_kwargs("linear", cand))
+    path = tmp_path / "linear.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # no custom_objects: the loss is registered
+    x = np.random.default_rng(2).random((2, 4, 4, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.loss is families.squared_error
