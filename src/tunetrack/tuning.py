@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
+from .artifacts import to_jsonable
 from .errors import CandidateRejected
 from .names import TrialStatus
 from .pipeline import Pipeline
@@ -55,6 +58,7 @@ class SearchResult:
     elapsed: float
     status: str = "FINISHED"
     stop_reason: str | None = None
+    searched: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> TrialRecord | None:
@@ -70,9 +74,14 @@ class SearchResult:
     def reasons(self, status: TrialStatus, top: int = 3) -> list[tuple[str, int]]:
         from collections import Counter
 
-        found = Counter(_reason_kind(t.reason) for t in self.trials
-                        if t.status is status and t.reason)
-        return found.most_common(top)
+        examples: dict[str, str] = {}
+        found: Counter[str] = Counter()
+        for t in self.trials:
+            if t.status is status and t.reason:
+                kind = _reason_kind(t.reason)
+                examples.setdefault(kind, t.reason)
+                found[kind] += 1
+        return [(examples[kind], n) for kind, n in found.most_common(top)]
 
     def summary_lines(self) -> list[str]:
         lines = [f"search {self.status.lower()} in {format_seconds(self.elapsed)}: "
@@ -81,7 +90,7 @@ class SearchResult:
                  f"{self.count(TrialStatus.FAILED)} failed"]
         for status in (TrialStatus.REJECTED, TrialStatus.FAILED):
             for reason, n in self.reasons(status):
-                lines.append(f"  {status.value} x{n}: {reason}")
+                lines.append(f"  {status.value} x{n}, e.g. {reason}")
         if self.stop_reason:
             lines.append(f"  stopped early: {self.stop_reason}")
         best = self.best
@@ -95,7 +104,7 @@ class SearchResult:
 
 def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: the numbers differ, the rule is the same."""
-    return reason.split(":")[0] if ":" in reason else reason
+    return re.sub(r"[\d.,]+", "#", reason)
 
 
 class _Search:
@@ -147,6 +156,17 @@ class _Search:
     def shown(self, candidate: dict[str, Any]) -> dict[str, Any]:
         searched = set(self.space.searched())
         return {k: v for k, v in candidate.items() if k in searched}
+
+    def preprocessing(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        """How raw images become this trial's model input: logged beside the model."""
+        from . import families
+
+        return {"family": self.family, "candidate": candidate,
+                "image_shape": list(self.dataset.image_shape),
+                "color_mode": "grayscale" if self.dataset.image_shape[-1] == 1 else "rgb",
+                "class_names": list(self.dataset.class_names),
+                "outputs_probabilities": families.outputs_probabilities(self.family, candidate),
+                "source": self.dataset.source, "scaling": "pixel / 255"}
 
     def trial_tags(self) -> dict[str, Any]:
         return {names.TAG_FAMILY: self.family, names.TAG_TUNER: self.pipeline.tuner.kind,
@@ -260,7 +280,13 @@ class _Search:
                      **{k: v for k, v in record.metrics.items() if k != objective}})
         log.tags({names.TAG_TRIAL_STATUS: TrialStatus.COMPLETED.value})
         log.flush()
-        self.tracker.log_text(log.run_id, plan.table(), "architecture.txt")
+        if model is not None:
+            from . import artifacts
+
+            _, x_val = self.inputs(record.candidate)
+            artifacts.log_trial(self.tracker, log.run_id, model=model, plan=plan,
+                                history=history, x_val=x_val, y_val=self.dataset.y_val,
+                                preprocessing=self.preprocessing(record.candidate))
         self.tracker.end_run(log.run_id, "FINISHED")
         self.trained += 1
         self.last_model = None
@@ -313,7 +339,8 @@ def _hypermodel(search: _Search) -> Any:
                     patience=pipeline.training.patience, restore_best_weights=True))
             callbacks.append(keras.callbacks.TerminateOnNaN())
             callbacks.append(_EpochReporter(search.reporter, kwargs.get("epochs", 1)))
-            kwargs.pop("x", None), kwargs.pop("y", None), kwargs.pop("validation_data", None)
+            for key in ("x", "y", "validation_data", "verbose", "batch_size"):
+                kwargs.pop(key, None)
             history = model.fit(x_train, search.dataset.y_train,
                                 validation_data=(x_val, search.dataset.y_val),
                                 batch_size=int(candidate["batch_size"]), callbacks=callbacks,
@@ -334,7 +361,9 @@ def _hypermodel(search: _Search) -> Any:
 
 def _tuner(search: _Search, directory: str) -> Any:
     import keras_tuner
+    from keras_tuner.src import config as kt_config
 
+    kt_config.DEBUG = False  # failed trials keep their traceback as an artifact, not on stderr
     pipeline = search.pipeline
     cfg = pipeline.tuner
     base = {"random": keras_tuner.RandomSearch, "grid": keras_tuner.GridSearch,
@@ -386,10 +415,11 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
 
         raise SpaceError(f"the grid tuner needs finite choices: {why}", file=space.path)
     d = pipeline.data
-    dataset = load_dataset(DataConfig(
+    data_config = DataConfig(
         source=d.source, image_size=d.image_size, color_mode=d.color_mode,
         validation_split=d.validation_split, test_split=d.test_split, seed=d.seed,
-        on_bad_image=d.on_bad_image))
+        on_bad_image=d.on_bad_image)
+    dataset = load_dataset(data_config)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tracker = SearchTracker(pipeline.experiment)
@@ -400,6 +430,7 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
     tracker.log_artifact(log.run_id, pipeline.path, "config")
     tracker.log_artifact(log.run_id, space.path, "config")
     tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
+    tracker.client.log_dict(log.run_id, to_jsonable(data_config), "data_config.json")
     search = _Search(pipeline, space, dataset, tracker, reporter)
     reporter.search_started(pipeline=pipeline, space=space, dataset=dataset,
                             total=pipeline.tuner.max_trials, experiment=pipeline.experiment,
@@ -422,7 +453,8 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
             tracker.client.set_tag(run_id, names.TAG_REASON, failure or "search ended")
             tracker.end_run(run_id, "KILLED")
         result = SearchResult(pipeline, tracker.experiment_id, log.run_id, search.trials,
-                              time.perf_counter() - search.start, status, search.stop_reason)
+                              time.perf_counter() - search.start, status, search.stop_reason,
+                              searched=list(space.searched()))
         _finish_search(tracker, log, result, failure)
         shutil.rmtree(directory, ignore_errors=True)
     reporter.search_ended(result)
@@ -466,6 +498,13 @@ def _finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | 
         log.tags({names.TAG_BEST_TRIAL: best.trial_id, names.TAG_BEST_RUN: best.run_id})
     if failure:
         log.tags({names.TAG_REASON: failure})
+    if result.trials:
+        from . import artifacts
+
+        try:
+            artifacts.log_search(tracker, log.run_id, result)
+        except Exception as exc:  # a missing picture must not lose the search's record
+            warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
     if result.stop_reason:
         log.tags({"tunetrack.stop_reason": result.stop_reason})
     log.flush()
