@@ -1,0 +1,395 @@
+"""``tunetrack compare``: the trials of one search as a table, straight from the MLflow store.
+
+Only the search's child runs are fetched, with the user's ``--where`` pushed into MLflow's
+``search_runs`` filter, and the table is built from the runs each page returns (no call per run),
+so an experiment with thousands of runs stays fast. MLflow and pandas are imported inside the
+functions, so ``tunetrack --help`` never pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import names
+from .errors import TrackingError, allowed_list, did_you_mean
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+PAGE_SIZE = 1000  # MLflow's largest page for search_runs
+FORMATS = ("table", "csv", "json", "markdown")
+FIXED_HEAD = ("trial_id", "status", "{objective}", "params_total", "epochs", "train_seconds")
+FIXED_TAIL = ("run_id", "reason")
+REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
+
+
+# -- finding the search ----------------------------------------------------------------------
+def _uri(client: MlflowClient) -> str:
+    return getattr(getattr(client, "_tracking_client", None), "tracking_uri", "the MLflow store")
+
+
+def _is_search(run: Run) -> bool:
+    return run.data.tags.get(names.TAG_ROLE) == names.ROLE_SEARCH
+
+
+def _experiments(client: MlflowClient) -> list[Any]:
+    """Every active experiment, across pages."""
+    found, token = [], None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _recent_searches(client: MlflowClient, experiment_ids: list[str], n: int) -> list[Run]:
+    if not experiment_ids:
+        return []
+    query = f"tags.`{names.TAG_ROLE}` = '{names.ROLE_SEARCH}'"
+    return list(client.search_runs(experiment_ids, query, max_results=n,
+                                   order_by=["attributes.start_time DESC"]))
+
+
+def _describe(runs: Iterable[Run]) -> str:
+    return ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs)
+
+
+def find_search(client: MlflowClient, experiment: str | None,
+                search_run_id: str | None) -> Run:
+    """The search's parent run: ``search_run_id`` if given, else the experiment's newest search.
+
+    With neither, the newest search of any experiment, so ``tunetrack compare`` right after
+    ``tunetrack search`` shows that search.
+    """
+    from mlflow.exceptions import MlflowException
+
+    exp = None
+    if experiment is not None:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None or exp.lifecycle_stage == "deleted":
+            known = sorted((e.name for e in _experiments(client)), key=str.lower)
+            raise TrackingError(
+                f"no experiment {experiment!r} in {_uri(client)}{did_you_mean(experiment, known)}; "
+                f"experiments: {allowed_list(known) or 'none'}")
+    if search_run_id is not None:
+        try:
+            run = client.get_run(search_run_id)
+        except MlflowException:
+            ids = [exp.experiment_id] if exp else [e.experiment_id for e in _experiments(client)]
+            recent = _recent_searches(client, ids, 5)
+            hint = f"; recent search runs: {_describe(recent)}" if recent else ""
+            raise TrackingError(f"no run {search_run_id!r} in {_uri(client)}{hint}") from None
+        if not _is_search(run):
+            role = run.data.tags.get(names.TAG_ROLE)
+            parent = run.data.tags.get(names.TAG_PARENT)
+            if role == names.ROLE_TRIAL and parent:
+                raise TrackingError(f"run {search_run_id!r} is a trial of search {parent!r}, "
+                                    f"not a search; pass --search {parent}")
+            raise TrackingError(f"run {search_run_id!r} is not a tunetrack search run "
+                                f"(tag {names.TAG_ROLE}={role!r}, expected {names.ROLE_SEARCH!r})")
+        if exp is not None and run.info.experiment_id != exp.experiment_id:
+            raise TrackingError(f"search run {search_run_id!r} is not in experiment "
+                                f"{experiment!r}; drop --experiment or pass its experiment")
+        return run
+    ids = [exp.experiment_id] if exp else [e.experiment_id for e in _experiments(client)]
+    recent = _recent_searches(client, ids, 1)
+    if not recent:
+        where = f"experiment {experiment!r}" if exp else _uri(client)
+        raise TrackingError(f"no tunetrack search runs in {where}; "
+                            "run 'tunetrack search PIPELINE' first")
+    return recent[0]
+
+
+def search_objective(search_run: Run) -> tuple[str, str]:
+    """(objective, direction) of a search; direction is inferred from the name if not logged."""
+    params, tags = search_run.data.params, search_run.data.tags
+    objective = params.get("objective") or tags.get(names.TAG_OBJECTIVE) or "val_accuracy"
+    direction = params.get("direction") or tags.get("tunetrack.direction")
+    if direction not in ("min", "max"):
+        direction = "min" if "loss" in objective else "max"
+    return objective, direction
+
+
+# -- loading trials --------------------------------------------------------------------------
+def _natural(name: str) -> list[Any]:
+    """``blocks.2.filters`` before ``blocks.10.filters``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _numeric(values: Sequence[Any], pd: Any) -> Any:
+    """A params column as numbers when every present value parses, else unchanged."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return values
+    try:
+        ints = [int(v) for v in present]
+    except ValueError:
+        ints = None
+    if ints is not None:
+        return pd.array([None if v is None else int(v) for v in values], dtype="Int64")
+    try:
+        return [None if v is None else float(v) for v in values]
+    except ValueError:
+        return values
+
+
+def _status(run: Run) -> str:
+    status = run.data.tags.get(names.TAG_TRIAL_STATUS)
+    if status:
+        return status
+    return {"FINISHED": "completed"}.get(run.info.status, run.info.status.lower())
+
+
+def load_trials(client: MlflowClient, search_run: Run, *, where: str | None = None,
+                order_by: list[str] | None = None, max_results: int | None = None) -> pd.DataFrame:
+    """One row per trial of ``search_run``; ``where`` (MLflow syntax) is ANDed in the store."""
+    import pandas as pd
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    objective, _ = search_objective(search_run)
+    query = f"tags.{names.TAG_PARENT} = '{search_run.info.run_id}'"
+    if where and where.strip():
+        query += f" and {where.strip()}"
+    runs: list[Run] = []
+    token = None
+    while max_results is None or len(runs) < max_results:
+        size = PAGE_SIZE if max_results is None else min(PAGE_SIZE, max_results - len(runs))
+        try:
+            page = client.search_runs([search_run.info.experiment_id], query,
+                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=size,
+                                      order_by=order_by, page_token=token)
+        except MlflowException as exc:
+            raise TrackingError(
+                f"cannot filter trials with --where {where!r}: {exc.message}; use MLflow's "
+                "syntax, e.g. \"params.optimizer = 'adam' and metrics.best_val_accuracy > 0.9\" "
+                "(quote names with dots: params.`blocks.1.filters`)" if where else
+                f"cannot list the trials of search {search_run.info.run_id}: {exc.message}"
+            ) from None
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    if order_by is None:  # trial order, so ties in any later sort fall in the order tried
+        runs.sort(key=lambda r: _natural(r.data.tags.get(names.TAG_TRIAL_ID, "")))
+
+    hp_names = sorted({k for r in runs for k in r.data.params}, key=_natural)
+    best_key = f"best_{objective}"
+    columns: dict[str, Any] = {
+        "trial_id": [r.data.tags.get(names.TAG_TRIAL_ID, r.info.run_name) for r in runs],
+        "status": [_status(r) for r in runs],
+        objective: [r.data.metrics.get(best_key, r.data.metrics.get(objective)) for r in runs],
+        "params_total": [r.data.metrics.get(names.METRIC_PARAMS_TOTAL) for r in runs],
+        "epochs": [r.data.metrics.get("epochs_trained") for r in runs],
+        "train_seconds": [r.data.metrics.get(names.METRIC_TRAIN_SECONDS) for r in runs],
+    }
+    for key in hp_names:
+        if key not in columns:
+            columns[key] = _numeric([r.data.params.get(key) for r in runs], pd)
+    columns["run_id"] = [r.info.run_id for r in runs]
+    columns["reason"] = [r.data.tags.get(names.TAG_REASON) for r in runs]
+    df = pd.DataFrame(columns)
+    for key in ("params_total", "epochs"):
+        df[key] = pd.array([None if v is None or math.isnan(v) else int(v) for v in df[key]],
+                           dtype="Int64")
+    for key in (objective, "train_seconds"):
+        df[key] = df[key].astype("float64")
+    return df
+
+
+# -- the table -------------------------------------------------------------------------------
+def fixed_columns(objective: str) -> tuple[str, ...]:
+    return tuple(c.format(objective=objective) for c in FIXED_HEAD) + FIXED_TAIL
+
+
+def hyperparameter_columns(df: pd.DataFrame, objective: str) -> list[str]:
+    fixed = set(fixed_columns(objective))
+    return [c for c in df.columns if c not in fixed]
+
+
+def _sort(df: pd.DataFrame, sort: str | None, objective: str, direction: str) -> pd.DataFrame:
+    if sort is None:
+        unfinished = (df["status"] != names.TrialStatus.COMPLETED.value).astype(int)
+        return (df.assign(_unfinished=unfinished)
+                .sort_values(["_unfinished", objective], ascending=[True, direction == "min"],
+                             na_position="last", kind="stable")
+                .drop(columns="_unfinished"))
+    descending = sort.startswith("-")
+    column = sort.lstrip("+-")
+    if column not in df.columns:
+        column = re.sub(r"^(params|metrics|tags)\.`?(.*?)`?$", r"\2", column)
+        column = objective if column == f"best_{objective}" else column
+    if column not in df.columns:
+        raise TrackingError(f"cannot sort by {sort!r}: no such column"
+                            f"{did_you_mean(sort.lstrip('+-'), df.columns)}; columns: "
+                            f"{allowed_list(df.columns)} (prefix '-' for descending)")
+    return df.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas.NA (a scalar); lists and strings are values."""
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _cell(column: str, value: Any) -> str:
+    """A value as a person reads it: short floats, thousands separators, no ``nan``."""
+    if _missing(value):
+        return ""
+    if column == "reason":
+        text = " ".join(str(value).split())
+        return text if len(text) <= REASON_WIDTH else text[:REASON_WIDTH - 1] + "…"
+    if column == "params_total":
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        if column == "train_seconds":
+            return f"{value:.1f}"
+        return f"{value:.4f}" if 0.001 <= abs(value) < 1 else f"{value:.4g}"
+    return str(value)
+
+
+def _is_numeric(series: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series.dtype)
+                and not pd.api.types.is_bool_dtype(series.dtype))
+
+
+def _grid(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    rows = [[_cell(c, v) for c, v in zip(df.columns, row, strict=True)]
+            for row in df.astype(object).itertuples(index=False, name=None)]
+    return [str(c) for c in df.columns], rows, [_is_numeric(df[c]) for c in df.columns]
+
+
+def _plain(df: pd.DataFrame) -> str:
+    header, rows, right = _grid(df)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w)
+                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    header, rows, right = _grid(df)
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|" + "|".join("---:" if r else ":---" for r in right) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    def plain(value: Any) -> Any:
+        if _missing(value):
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    return [{c: plain(v) for c, v in zip(df.columns, row, strict=True)}
+            for row in df.astype(object).itertuples(index=False, name=None)]
+
+
+def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
+                  top: int | None = None, sort: str | None = None, fmt: str = "table",
+                  varying_only: bool = True) -> str:
+    """Sort, cut to ``top`` rows, drop hyperparameters that do not vary, and render as ``fmt``.
+
+    Varying is judged on the rows shown, so ``--top 5`` shows what separates those five; a
+    single row keeps every hyperparameter, as there is nothing to compare it with.
+    """
+    if fmt not in FORMATS:
+        raise TrackingError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
+                            f"formats: {allowed_list(FORMATS)}")
+    if top is not None and top < 1:
+        raise TrackingError(f"--top must be at least 1, but got {top}")
+    shown = _sort(df, sort, objective, direction)
+    if top is not None:
+        shown = shown.head(top)
+    if varying_only and len(shown) > 1:
+        constant = [c for c in hyperparameter_columns(shown, objective)
+                    if shown[c].astype(object).nunique(dropna=False) <= 1]
+        shown = shown.drop(columns=constant)
+    shown = shown.reset_index(drop=True)
+    if fmt == "csv":
+        return shown.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(_records(shown), indent=2, default=str)
+    if fmt == "markdown":
+        return _markdown(shown)
+    return _plain(shown)
+
+
+def compare(experiment: str | None = None, search: str | None = None, top: int | None = None,
+            sort: str | None = None, where: str | None = None, fmt: str = "table") -> str:
+    """The ``tunetrack compare`` command: the chosen search's trials rendered as ``fmt``."""
+    from .tracking import client as tracking_client
+
+    if fmt not in FORMATS:
+        raise TrackingError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
+                            f"formats: {allowed_list(FORMATS)}")
+    mlclient = tracking_client()
+    search_run = find_search(mlclient, experiment, search)
+    objective, direction = search_objective(search_run)
+    df = load_trials(mlclient, search_run, where=where)
+    text = compare_table(df, objective=objective, direction=direction, top=top, sort=sort,
+                         fmt=fmt)
+    if fmt != "table":
+        return text
+    shown = min(len(df), top) if top else len(df)
+    filtered = f" matching {where!r}" if where else ""
+    caption = (f"search {search_run.info.run_name} ({search_run.info.run_id}): "
+               f"{shown} of {len(df)} trials{filtered}, by {objective} ({direction})")
+    if df.empty:
+        return f"{caption}\n(no trials)"
+    return f"{caption}\n{text}"
+
+
+# -- the in-memory leaderboard ---------------------------------------------------------------
+def leaderboard(trials: list[Any], pipeline_objective: str) -> pd.DataFrame:
+    """One row per finished trial of a search, for ``leaderboard.csv`` on the parent run.
+
+    Built from the search's own records, so no store round trip is needed at the end of a search.
+    """
+    import pandas as pd
+
+    objective = pipeline_objective
+    hp_names: dict[str, None] = {}
+    metric_names: dict[str, None] = {}
+    for t in trials:
+        hp_names.update(dict.fromkeys(t.candidate))
+        metric_names.update(dict.fromkeys(k for k in t.metrics if k != objective))
+    fixed = set(fixed_columns(objective))
+    rows = []
+    for t in trials:
+        status = getattr(t.status, "value", t.status)
+        row: dict[str, Any] = {
+            "trial_id": t.trial_id, "status": status, objective: t.objective,
+            "params_total": t.params_total,
+            "epochs": t.epochs if status == names.TrialStatus.COMPLETED.value else None,
+            "train_seconds": t.seconds}
+        row.update({k: t.candidate.get(k) for k in hp_names if k not in fixed})
+        row.update({k: t.metrics.get(k) for k in sorted(metric_names) if k not in row})
+        row.update({"run_id": t.run_id, "reason": t.reason})
+        rows.append(row)
+    columns = (list(fixed_columns(objective)[:6]) + [k for k in hp_names if k not in fixed]
+               + [k for k in sorted(metric_names) if k not in fixed and k not in hp_names]
+               + list(FIXED_TAIL))
+    df = pd.DataFrame(rows, columns=columns)
+    for key in ("params_total", "epochs"):
+        df[key] = df[key].astype("Int64")
+    df[objective] = df[objective].astype("float64")
+    return df
