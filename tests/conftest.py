@@ -50,7 +50,8 @@ optimizer: adam
 
 
 def write_pipeline(folder: Path, *, space: str = TINY_SPACE, trials: int = 3, epochs: int = 2,
-                   tuner: str = "random", extra: str = "", name: str = "tiny") -> Path:
+                   tuner: str = "random", extra: str = "", name: str = "tiny",
+                   tuner_options: str = "") -> Path:
     """A pipeline on digits with a tiny space; returns the pipeline path."""
     (folder / "space.yaml").write_text(space)
     path = folder / f"{name}.yaml"
@@ -59,7 +60,7 @@ name: {name}
 experiment: {name}
 space: space.yaml
 data: {{source: digits, seed: 0}}
-tuner: {{kind: {tuner}, max_trials: {trials}, seed: 7}}
+tuner: {{kind: {tuner}, max_trials: {trials}, seed: 7{tuner_options}}}
 training: {{epochs: {epochs}, patience: 2}}
 {extra}""")
     return path

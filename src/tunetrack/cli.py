@@ -114,6 +114,22 @@ def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed
 
 
 @main.command()
+@click.option("--experiment", help="MLflow experiment (default: the most recent search anywhere).")
+@click.option("--search", "search_id", metavar="RUN_ID", help="The search (parent) run; default: the experiment's latest.")
+@click.option("--top", type=click.IntRange(min=1), help="Show only the K best trials.")
+@click.option("--sort", metavar="COLUMN", help="Sort by COLUMN ('-COLUMN' descending); default: the objective.")
+@click.option("--where", metavar="FILTER", help="MLflow filter, e.g. \"params.optimizer = 'adam'\".")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json", "markdown")), default="table", show_default=True)
+def compare(experiment: str | None, search_id: str | None, top: int | None, sort: str | None,
+            where: str | None, fmt: str) -> None:
+    """Compare the trials of a search: hyperparameters that vary, objective, size, time."""
+    from .compare import compare as compare_trials
+
+    click.echo(compare_trials(experiment=experiment, search=search_id, top=top, sort=sort,
+                              where=where, fmt=fmt).rstrip("\n"))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(host: str, port: int) -> None:

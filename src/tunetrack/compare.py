@@ -308,7 +308,7 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
                   varying_only: bool = True) -> str:
     """Sort, cut to ``top`` rows, drop hyperparameters that do not vary, and render as ``fmt``.
 
-    Varying is judged on the rows shown, so ``--top 5`` shows what separates those five; a
+    Varying is judged on the rows shown (an inactive value is not a difference), so ``--top 5`` shows what separates those five; a
     single row keeps every hyperparameter, as there is nothing to compare it with.
     """
     if fmt not in FORMATS:
@@ -321,7 +321,7 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
         shown = shown.head(top)
     if varying_only and len(shown) > 1:
         constant = [c for c in hyperparameter_columns(shown, objective)
-                    if shown[c].astype(object).nunique(dropna=False) <= 1]
+                    if shown[c].astype(object).nunique(dropna=True) <= 1]
         shown = shown.drop(columns=constant)
     shown = shown.reset_index(drop=True)
     if fmt == "csv":

@@ -61,6 +61,12 @@ class CandidateRejected(TunetrackError):
         super().__init__(reason)
 
 
+class SearchAborted(TunetrackError):
+    """keras-tuner gave up (too many consecutive failed trials); the search run is FAILED."""
+
+    exit_code = 1
+
+
 class TrackingError(TunetrackError):
     """The MLflow store cannot be used as asked (unknown experiment, run or model)."""
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import names
 from .artifacts import to_jsonable
-from .errors import CandidateRejected
+from .errors import CandidateRejected, SearchAborted
 from .names import TrialStatus
 from .pipeline import Pipeline
 from .progress import Reporter, format_seconds
@@ -444,7 +444,12 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
         status, failure = "KILLED", "interrupted (Ctrl-C)"
         raise
     except Exception as exc:
-        status, failure = "FAILED", f"{type(exc).__name__}: {exc}"
+        status, failure = "FAILED", f"{type(exc).__name__}: {exc}".strip()[:1000]
+        if "consecutive failures" in str(exc):
+            last = search.trials[-1].reason if search.trials else ""
+            raise SearchAborted(
+                f"search stopped after {pipeline.tuner.max_consecutive_failures} consecutive "
+                f"failed trials (tuner.max_consecutive_failures); the last one: {last}") from exc
         raise
     finally:
         if search.running is not None:
@@ -478,7 +483,8 @@ def _search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, An
     return {"pipeline": pipeline.name, "family": space.family, "tuner": t.kind,
             "max_trials": t.max_trials, "epochs": pipeline.training.epochs,
             "patience": pipeline.training.patience, "seed": t.seed,
-            "objective": pipeline.objective, "data.source": d.source,
+            "objective": pipeline.objective, "direction": pipeline.direction,
+            "data.source": d.source,
             "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
             "data.validation_split": d.validation_split, "data.test_split": d.test_split,
             "data.num_classes": len(dataset.class_names),

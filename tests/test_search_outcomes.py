@@ -1,0 +1,164 @@
+"""Rejected, failed and aborted trials; every tuner; the artifacts a search leaves behind."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tunetrack import names
+from tunetrack.errors import SearchAborted
+from tunetrack.pipeline import load_pipeline
+
+from .conftest import write_pipeline
+
+pytestmark = pytest.mark.slow
+
+# Half the candidates are too big (128 filters) and 3 valid-padded blocks on 8x8 are impossible:
+# 8 -> conv 6 -> pool 3 -> conv 1 -> ... or an odd size before a pool.
+REJECTING_SPACE = """\
+family: cnn
+blocks:
+  count: {int: [1, 3]}
+  filters: {choice: [4, 128]}
+  kernel_size: 3
+  padding: valid
+  pooling: max
+dense: 0
+learning_rate: 0.01
+constraints: {max_params: 20000}
+"""
+
+GRID_SPACE = """\
+family: mlp
+dense:
+  count: 1
+  units: {choice: [8, 16, 32]}
+learning_rate: {choice: [0.01, 0.003]}
+"""
+
+
+def _runs(client, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_rejected_candidates_are_recorded_and_never_built(store, workdir: Path, monkeypatch):
+    from tunetrack import families
+    from tunetrack.tuning import run_search
+
+    built = []
+    real_build = families.build_model
+    monkeypatch.setattr(families, "build_model",
+                        lambda *a, **k: built.append(a[1]) or real_build(*a, **k))
+    pipeline = load_pipeline(write_pipeline(workdir, space=REJECTING_SPACE, trials=2, epochs=1))
+    result = run_search(pipeline)
+    statuses = [t.status.value for t in result.trials]
+    assert statuses.count("completed") == 2, statuses  # rejections do not use up the budget
+    assert statuses.count("rejected") >= 1
+    assert len(built) == 2
+    rejected = [r for r in _runs(store, "tiny")
+                if r.data.tags.get(names.TAG_TRIAL_STATUS) == "rejected"]
+    assert len(rejected) == statuses.count("rejected")
+    for run in rejected:
+        reason = run.data.tags[names.TAG_REASON]
+        assert "max_params 20,000" in reason or reason.startswith("blocks.")
+        assert not store.get_metric_history(run.info.run_id, "loss")
+    parent = store.get_run(result.parent_run_id)
+    assert parent.data.metrics["trials_rejected"] == statuses.count("rejected")
+    assert parent.data.metrics["trials_completed"] == 2
+    summary = "\n".join(result.summary_lines())
+    assert "2 trained" in summary and "rejected x" in summary
+
+
+def test_failed_trial_is_recorded_and_search_goes_on(store, workdir: Path, monkeypatch):
+    from tunetrack import families
+    from tunetrack.tuning import run_search
+
+    calls = []
+    real_build = families.build_model
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated out of memory")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(families, "build_model", flaky)
+    result = run_search(load_pipeline(write_pipeline(workdir, trials=3, epochs=1)))
+    assert [t.status.value for t in result.trials] == ["failed", "completed", "completed"]
+    failed = store.get_run(result.trials[0].run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags[names.TAG_TRIAL_STATUS] == "failed"
+    assert failed.data.tags[names.TAG_REASON] == "RuntimeError: simulated out of memory"
+    traceback = store.download_artifacts(failed.info.run_id, "traceback.txt", str(workdir))
+    assert "simulated out of memory" in Path(traceback).read_text()
+    assert store.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_nan_loss_fails_the_trial(store, workdir: Path):
+    from tunetrack.tuning import run_search
+
+    space = "family: linear\nloss: squared_error\nlearning_rate: 1.0e+30\noptimizer: sgd\n"
+    pipeline = load_pipeline(write_pipeline(workdir, space=space, trials=1, epochs=2,
+                                            tuner_options=", max_consecutive_failures: 1"))
+    with pytest.raises(SearchAborted, match="after 1 consecutive failed trials.*NaN"):
+        run_search(pipeline)
+    runs = _runs(store, "tiny")
+    trial = next(r for r in runs if r.data.tags.get(names.TAG_ROLE) == "trial")
+    assert trial.data.tags[names.TAG_REASON].startswith("FloatingPointError: loss became NaN")
+    parent = next(r for r in runs if r.data.tags.get(names.TAG_ROLE) == "search")
+    assert parent.info.status == "FAILED"
+
+
+@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
+def test_every_tuner_records_complete_trials(store, workdir: Path, tuner: str):
+    import mlflow
+    import pandas as pd
+    from PIL import Image
+
+    from tunetrack.tuning import run_search
+
+    pipeline = load_pipeline(write_pipeline(workdir, space=GRID_SPACE, trials=3, epochs=2,
+                                            tuner=tuner))
+    result = run_search(pipeline)
+    trained = [t for t in result.trials if t.status.value == "completed"]
+    assert 1 <= len(trained) <= 3 and len(result.trials) >= len(trained)
+    client = store
+    for record in trained:
+        run_id = record.run_id
+        files = {f.path for f in client.list_artifacts(run_id)}
+        assert {"model", "plots", "architecture.txt", "architecture.json",
+                "preprocessing.json"} <= files
+        for png in ("plots/learning_curve.png", "plots/confusion_matrix.png"):
+            Image.open(client.download_artifacts(run_id, png, str(workdir))).verify()
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        scores = np.asarray(model.predict(np.zeros((2, 8, 8, 1), dtype="float32")))
+        assert scores.shape == (2, 10)
+        run = client.get_run(run_id)
+        assert run.data.tags[names.TAG_TUNER] == tuner
+        for metric in ("train_seconds", "flops_per_example", "best_epoch", "best_val_accuracy",
+                       "final_val_loss", "params_total"):
+            assert metric in run.data.metrics
+    board = client.download_artifacts(result.parent_run_id, "leaderboard.csv", str(workdir))
+    table = pd.read_csv(board)
+    assert len(table) == len(result.trials)
+    parent_files = {f.path for f in client.list_artifacts(result.parent_run_id, "config")}
+    assert parent_files == {"config/space.yaml", "config/tiny.yaml"}
+    png = client.download_artifacts(result.parent_run_id, "plots/accuracy_vs_params.png",
+                                    str(workdir))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_decode(store, workdir: Path):
+    """The parallel-coordinates plot of a search with searched hyperparameters."""
+    from PIL import Image
+
+    from tunetrack.tuning import run_search
+
+    result = run_search(load_pipeline(write_pipeline(workdir, trials=2, epochs=1)))
+    path = store.download_artifacts(result.parent_run_id, "plots/parallel_coordinates.png",
+                                    str(workdir))
+    Image.open(io.BytesIO(Path(path).read_bytes())).verify()
