@@ -241,6 +241,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if check.problems:
         raise PipelineError("", problems=check.problems)
     data = sections["data"]
+    source = data.get("source")
+    if source and source != "digits" and not source.startswith("keras:"):
+        data["source"] = str(Path(doc.path).parent / source)  # a folder, next to the pipeline
     if data.get("validation_split", 0.2) + data.get("test_split", 0.2) >= 1.0:
         raise PipelineError("validation_split + test_split must be below 1, got "
                             f"{data.get('validation_split', 0.2)} + {data.get('test_split', 0.2)}",
