@@ -1,0 +1,129 @@
+"""The sealed test split's verdict on a trial: accuracy, loss, per-class precision/recall and a
+confusion matrix, logged to the trial's run so the test set's use is on record."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import names
+from .errors import TrackingError
+from .serving import KERAS_MODEL, PREPROCESSING_FILE, Classifier, Preprocessing
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from .data import Dataset
+
+CONFUSION_PLOT = "plots/test_confusion_matrix.png"
+
+
+@dataclass
+class Evaluation:
+    """One trial judged on the test split."""
+
+    run_id: str
+    trial_id: str
+    family: str
+    selection_score: float
+    test_accuracy: float
+    test_loss: float
+    precision: dict[str, float]
+    recall: dict[str, float]
+    confusion: np.ndarray = field(repr=False)
+
+
+def _load_trial(mlclient: MlflowClient, run: Any) -> Classifier:
+    import mlflow
+
+    run_id = run.info.run_id
+    listed = {a.path for a in mlclient.list_artifacts(run_id)}
+    if PREPROCESSING_FILE not in listed:
+        raise TrackingError(f"trial run {run_id} has no {PREPROCESSING_FILE}; it was recorded "
+                            f"by a tunetrack that did not keep models")
+    prep = Preprocessing.from_dict(mlflow.artifacts.load_dict(
+        f"runs:/{run_id}/{PREPROCESSING_FILE}"))
+    try:
+        model = mlflow.keras.load_model(f"runs:/{run_id}/{KERAS_MODEL}",
+                                        load_model_kwargs={"compile": False})
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"cannot load the model of trial run {run_id} "
+                            f"(runs:/{run_id}/{KERAS_MODEL}): {exc}") from exc
+    return Classifier(model, prep)
+
+
+def _metric_key(class_name: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", class_name)
+
+
+def evaluate(classifier: Classifier, dataset: Dataset) -> tuple[float, float, dict, dict,
+                                                                np.ndarray]:
+    """Accuracy, cross-entropy, per-class precision/recall and confusion on the test split."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    if list(classifier.prep.class_names) != list(dataset.class_names):
+        raise TrackingError(f"the model's classes {classifier.prep.class_names} differ from the "
+                            f"data's {dataset.class_names}")
+    probs = classifier.probabilities(dataset.x_test)
+    y = dataset.y_test
+    pred = probs.argmax(axis=1)
+    labels = list(range(len(dataset.class_names)))
+    accuracy = float(np.mean(pred == y))
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    precision, recall, _, _ = precision_recall_fscore_support(y, pred, labels=labels,
+                                                              zero_division=0)
+    names_ = dataset.class_names
+    return (accuracy, loss, dict(zip(names_, map(float, precision), strict=True)),
+            dict(zip(names_, map(float, recall), strict=True)),
+            confusion_matrix(y, pred, labels=labels))
+
+
+def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Any:
+    """A Figure without pyplot: no global backend state, safe in servers and tests."""
+    from matplotlib.figure import Figure
+
+    n = len(class_names)
+    fig = Figure(figsize=(max(4.0, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
+    ax = fig.add_subplot()
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    top = confusion.max() if confusion.size else 0
+    for i in range(n):
+        for j in range(n):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if confusion[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def judge(mlclient: MlflowClient, run: Any, dataset: Dataset, metric_key: str
+           ) -> tuple[Evaluation, Classifier]:
+    """Evaluate one trial on the test split and record the result on its run."""
+    from .tracking import RunLogger
+
+    classifier = _load_trial(mlclient, run)
+    acc, loss, precision, recall, confusion = evaluate(classifier, dataset)
+    run_id = run.info.run_id
+    log = RunLogger(mlclient, run_id).metrics({"test_accuracy": acc, "test_loss": loss})
+    for name in dataset.class_names:
+        log.metric(f"test_precision_{_metric_key(name)}", precision[name])
+        log.metric(f"test_recall_{_metric_key(name)}", recall[name])
+    log.flush()
+    trial_id = run.data.tags.get(names.TAG_TRIAL_ID, run_id)
+    mlclient.log_figure(run_id, _confusion_figure(confusion, dataset.class_names,
+                                                  f"trial {trial_id}: test accuracy {acc:.4f}"),
+                        CONFUSION_PLOT)
+    return Evaluation(run_id, trial_id, classifier.prep.family,
+                      float(run.data.metrics[metric_key]), acc, loss, precision, recall,
+                      confusion), classifier
+
+
+__all__ = ["CONFUSION_PLOT", "Evaluation", "evaluate", "judge"]
