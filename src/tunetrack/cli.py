@@ -130,6 +130,65 @@ def compare(experiment: str | None, search_id: str | None, top: int | None, sort
 
 
 @main.command()
+@click.option("--experiment", required=True, help="MLflow experiment of the search.")
+@click.option("--model-name", required=True, help="Registered model name in the MLflow registry.")
+@click.option("--search", "search_id", metavar="RUN_ID", help="The search (parent) run; default: the experiment's latest.")
+@click.option("--metric", default="val_accuracy", show_default=True, help="Validation metric that picks the best trial.")
+@click.option("--min-test-accuracy", type=click.FloatRange(0, 1), help="Refuse a model below this test accuracy.")
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluate the K best trials on the test split.")
+@click.option("--dry-run", is_flag=True, help="Evaluate and report; register nothing.")
+def promote(experiment: str, model_name: str, search_id: str | None, metric: str,
+            min_test_accuracy: float | None, top: int, dry_run: bool) -> None:
+    """Evaluate the best trial on the sealed test split and make it the registry's champion.
+
+    The alias 'champion' moves only if the model passes --min-test-accuracy and does at least
+    as well as the current champion; otherwise it becomes 'challenger' and the exit status is 1.
+    """
+    from .errors import PromotionRefused
+    from .registry import promote as promote_best
+
+    try:
+        result = promote_best(experiment, model_name, search=search_id, metric=metric,
+                              min_test_accuracy=min_test_accuracy, top=top, dry_run=dry_run)
+    except PromotionRefused as refused:
+        result = getattr(refused, "result", None)
+        for line in result.lines()[:-1] if result else []:  # the last line is the error
+            click.echo(line)
+        raise
+    for line in result.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.argument("model_uri")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+def predict(model_uri: str, paths: tuple[str, ...], fmt: str) -> None:
+    """Classify image files and folders with MODEL_URI (models:/NAME@champion, runs:/ID/model)."""
+    from .serving import predict as predict_paths
+
+    text, errors = predict_paths(model_uri, paths, fmt)
+    click.echo(text.rstrip("\n"))
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model_uri")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def serve(model_uri: str, host: str, port: int, workers: int) -> None:
+    """Serve MODEL_URI with MLflow's scoring server: POST base64 images to /invocations."""
+    from .serving import serve as serve_model
+
+    click.echo(f"serving {model_uri} on http://{host}:{port}/invocations  (Ctrl-C stops it)")
+    sys.exit(serve_model(model_uri, host=host, port=port, workers=workers))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(host: str, port: int) -> None:
