@@ -39,7 +39,8 @@ def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
     from mlflow.models import infer_signature
 
     example = np.asarray(example[:2], dtype="float32")
-    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+    output = keras_ops_numpy(model(example, training=False))  # eager: no tf.function retrace
+    signature = infer_signature(example, output)
     with tempfile.TemporaryDirectory(prefix="tunetrack-model-") as tmp:
         path = os.path.join(tmp, artifact_path)
         os.makedirs(path)
@@ -48,11 +49,21 @@ def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
         client.log_artifacts(run_id, path, artifact_path)
 
 
+def keras_ops_numpy(tensor: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any]) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots."""
+    import logging
+
     from . import plots
 
+    # Each trial's new model retraces predict(); TensorFlow warns about that from trial 6 on.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     client = tracker.client
     client.log_text(run_id, plan.table(), "architecture.txt")
     client.log_dict(run_id, plan.to_dict(), "architecture.json")
