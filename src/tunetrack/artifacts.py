@@ -39,7 +39,7 @@ def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
     from mlflow.models import infer_signature
 
     example = np.asarray(example[:2], dtype="float32")
-    output = keras_ops_numpy(model(example, training=False))  # eager: no tf.function retrace
+    output = keras_ops_numpy(model(example, training=False))  # eager call: no retracing
     signature = infer_signature(example, output)
     with tempfile.TemporaryDirectory(prefix="tunetrack-model-") as tmp:
         path = os.path.join(tmp, artifact_path)
