@@ -32,7 +32,10 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
         return keras.layers.Dense(c["units"], activation=c["activation"],
                                   kernel_regularizer=reg, name=name)
     if spec.kind == "batch_norm":
-        return keras.layers.BatchNormalization(name=name)
+        # Momentum 0.9, not Keras's 0.99: the moving statistics used at validation time must
+        # settle within the few hundred steps a small search trains for, or every trial with
+        # batch norm scores at chance on the validation split for its first epochs.
+        return keras.layers.BatchNormalization(momentum=0.9, name=name)
     if spec.kind == "activation":
         if c["activation"] == "leaky_relu":
             return keras.layers.LeakyReLU(negative_slope=c["slope"], name=name)
