@@ -57,23 +57,82 @@ def main() -> None:
 @click.option("--experiment", help="MLflow experiment name.")
 @click.option("--data", "data", help="Image folder (one subfolder per class), 'digits' or 'keras:NAME'.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget; the running trial finishes.")
+@click.option("--resume", "mode", flag_value="resume", help="Continue the interrupted search of this pipeline; refuse if its files or flags changed.")
+@click.option("--new", "mode", flag_value="new", help="Start a new search even if an interrupted one could be resumed.")
+@click.option("--workers", type=click.IntRange(min=0), help="Train on N local worker processes around a chief oracle (0: only remote workers).")
+@click.option("--oracle-address", metavar="HOST:PORT", default="127.0.0.1:0", show_default=True, help="Where the chief serves the oracle (with --workers); 0.0.0.0:PORT lets other hosts join.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final summary.")
-def search(pipeline: str, quiet: bool, **flags: Any) -> None:
-    """Run the hyperparameter search described by PIPELINE and track it in MLflow."""
+def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
+           oracle_address: str, **flags: Any) -> None:
+    """Run the hyperparameter search described by PIPELINE and track it in MLflow.
+
+    \b
+    A plain re-run of an interrupted search resumes it (completed trials are kept, the
+    interrupted one runs again); a re-run of a finished search starts a new one.
+    With KERASTUNER_ORACLE_IP/_PORT and KERASTUNER_TUNER_ID set (not 'chief') this process
+    is a worker of a chief started elsewhere with --workers.
+    """
     from .pipeline import load_pipeline
     from .progress import ConsoleReporter, QuietReporter
-    from .tuning import run_search
+    from .resume import resume_command
+    from .tuning import install_interrupt_handler
 
+    # Ctrl-C (or kill -INT) must reach us even when started in the background with SIGINT ignored.
+    install_interrupt_handler()
     loaded = load_pipeline(pipeline).override(**flags)
+    if _is_worker():
+        from .workers import run_worker
+
+        sys.exit(run_worker(loaded, notify=lambda m: click.echo(m, err=True)))
     reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
+    notify = lambda message: click.echo(message, err=True)  # noqa: E731
     try:
-        result = run_search(loaded, reporter=reporter)
+        if workers is not None:
+            from .workers import run_parallel
+
+            result = run_parallel(loaded, workers=workers, reporter=reporter, mode=mode or "auto",
+                                  notify=notify, oracle_address=oracle_address)
+        else:
+            from .tuning import run_search
+
+            result = run_search(loaded, reporter=reporter, mode=mode or "auto", notify=notify)
     except KeyboardInterrupt:
+        again = resume_command(pipeline, {**flags, "workers": workers})
         click.echo("search interrupted: the running trial and the search run are marked "
-                   "KILLED in MLflow", err=True)
+                   f"KILLED in MLflow; resume it with:\n  {again}", err=True)
         sys.exit(130)
     if result.best is None:
         raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
+
+
+def _is_worker() -> bool:
+    import os
+
+    return "KERASTUNER_ORACLE_IP" in os.environ and \
+        "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for other hosts.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--backend-store-uri", metavar="URI", help="Run store: default SQLite under ./mlruns; postgresql://... for teams.")
+@click.option("--artifacts-destination", metavar="DIR", help="Where served artifacts are kept (default ./mlruns/artifacts).")
+def server(host: str, port: int, backend_store_uri: str | None,
+           artifacts_destination: str | None) -> None:
+    """Start an MLflow tracking server (runs, registry, artifact serving) for workers and teams.
+
+    Point searches at it with MLFLOW_TRACKING_URI=http://HOST:PORT; with several local workers
+    this also avoids SQLite's one-writer-at-a-time limit.
+    """
+    import os
+
+    from .tracking_server import server_command
+
+    command = server_command(host=host, port=port, backend_store_uri=backend_store_uri,
+                             artifacts_destination=artifacts_destination)
+    click.echo(f"MLflow tracking server on http://{host}:{port} (store {command[command.index('--backend-store-uri') + 1]}); "
+               f"use MLFLOW_TRACKING_URI=http://{host}:{port}  (Ctrl-C stops it)")
+    os.execvp(command[0], command)
 
 
 @main.command()

@@ -71,6 +71,25 @@ def get_or_create_experiment(mlclient: MlflowClient, name: str) -> str:
     return mlclient.create_experiment(name, artifact_location=artifact_root(tracking_uri()))
 
 
+LOCKED_RETRIES = 8
+
+
+def retry_locked(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, retried with backoff while SQLite says "database is locked".
+
+    Several local workers writing one SQLite store collide (one writer at a time); a bounded
+    retry (about 25 s in all) keeps every metric instead of failing the trial.
+    """
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES - 1:
+                raise
+            time.sleep(min(0.1 * 2 ** attempt, 8.0))
+    return None  # pragma: no cover
+
+
 def _stringify(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -117,8 +136,8 @@ class RunLogger:
         if not (self._params or self._tags or self._metrics):
             return
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
+        retry_locked(
+            self.client.log_batch, self.run_id,
             metrics=[Metric(k, v, now, s) for k, v, s in self._metrics],
             params=[Param(k, v) for k, v in self._params.items()],
             tags=[RunTag(k, v) for k, v in self._tags.items()])
@@ -135,23 +154,23 @@ class SearchTracker:
         self.parent_run_id: str | None = None
 
     def start_search(self, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
-        run = self.client.create_run(
-            self.experiment_id, run_name=run_name,
+        run = retry_locked(
+            self.client.create_run, self.experiment_id, run_name=run_name,
             tags={names.TAG_ROLE: names.ROLE_SEARCH,
                   **{k: _stringify(v) for k, v in tags.items() if v is not None}})
         self.parent_run_id = run.info.run_id
         return RunLogger(self.client, self.parent_run_id)
 
     def start_trial(self, trial_id: str, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
-        run = self.client.create_run(
-            self.experiment_id, run_name=run_name,
+        run = retry_locked(
+            self.client.create_run, self.experiment_id, run_name=run_name,
             tags={names.TAG_PARENT: self.parent_run_id, names.TAG_ROLE: names.ROLE_TRIAL,
                   names.TAG_TRIAL_ID: trial_id,
                   **{k: _stringify(v) for k, v in tags.items() if v is not None}})
         return RunLogger(self.client, run.info.run_id)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        retry_locked(self.client.set_terminated, run_id, status=status)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)

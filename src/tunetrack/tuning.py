@@ -15,15 +15,15 @@ import math
 import os
 import re
 import shutil
-import tempfile
+import signal
+import threading
 import time
 import traceback
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
-from .artifacts import to_jsonable
 from .errors import CandidateRejected, SearchAborted
 from .names import TrialStatus
 from .pipeline import Pipeline
@@ -31,6 +31,28 @@ from .progress import Reporter, format_seconds
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",
                   "tuner/trial_id")
+# Reported to the oracle beside the penalty score: the oracle extends its budget per rejection,
+# which keeps the count right after a reload and on the chief of a parallel search.
+REJECTED_METRIC = "tunetrack_rejected"
+INTERRUPTED = threading.Event()
+
+
+def install_interrupt_handler(*signals: int) -> None:
+    """Ctrl-C (and ``signals``) stop the search even when the ``KeyboardInterrupt`` lands where
+    Python ignores it (a gc callback of JAX, say): the flag is also checked after every batch and
+    before every trial (:func:`check_interrupted`)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, *signals):
+        signal.signal(sig, handler)
+
+
+def check_interrupted() -> None:
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -111,19 +133,23 @@ class _Search:
     """State shared by the keras-tuner hooks of one search."""
 
     def __init__(self, pipeline: Pipeline, space: Any, dataset: Any, tracker: Any,
-                 reporter: Reporter) -> None:
+                 reporter: Reporter, *, recorded: list[TrialRecord] | None = None,
+                 worker: str | None = None) -> None:
         self.pipeline, self.space, self.dataset = pipeline, space, dataset
         self.tracker, self.reporter = tracker, reporter
         self.family = space.family
         self.num_classes = len(dataset.class_names)
         self.constraints = _merge_constraints(space.constraints, pipeline.constraints)
-        self.trials: list[TrialRecord] = []
+        # Trials MLflow already holds (a resumed search): counted, and never trained again.
+        self.trials: list[TrialRecord] = list(recorded or [])
+        self.recorded = {t.trial_id: t for t in self.trials}
+        self.worker = worker
         self.start = time.perf_counter()
         self.stop_reason: str | None = None
         self.running: tuple[TrialRecord, str] | None = None
         self.last_model: Any = None
         self._features: dict[tuple, tuple[Any, Any]] = {}
-        self.trained = 0
+        self.trained = sum(t.status is TrialStatus.COMPLETED for t in self.trials)
 
     # -- helpers ---------------------------------------------------------------------------
     def candidate(self, hp: Any) -> dict[str, Any]:
@@ -170,7 +196,20 @@ class _Search:
 
     def trial_tags(self) -> dict[str, Any]:
         return {names.TAG_FAMILY: self.family, names.TAG_TUNER: self.pipeline.tuner.kind,
-                names.TAG_SEED: self.pipeline.tuner.seed}
+                names.TAG_SEED: self.pipeline.tuner.seed, "tunetrack.worker": self.worker}
+
+    def replay(self, trial_id: str) -> dict[str, float] | None:
+        """The oracle hands out a trial MLflow already finished: report it, do not train it."""
+        from keras_tuner.errors import FailedTrialError
+
+        done = self.recorded.pop(trial_id, None)
+        if done is None:
+            return None
+        if done.status is TrialStatus.COMPLETED:
+            return {self.pipeline.objective: float(done.objective)}
+        if done.status is TrialStatus.REJECTED:
+            return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
+        raise FailedTrialError(done.reason or "failed")
 
     # -- one trial ---------------------------------------------------------------------------
     def run_trial(self, tuner: Any, trial: Any, fit: Any) -> Any:
@@ -178,9 +217,13 @@ class _Search:
 
         from .plan import check_constraints, plan_candidate
 
+        replayed = self.replay(trial.trial_id)
+        if replayed is not None:
+            return replayed
         hp_values = trial.hyperparameters.values
         candidate = self.candidate(trial.hyperparameters)
-        number = len(self.trials) + 1
+        # Weights are seeded by trial id, so a resumed or parallel trial trains as it would have.
+        number = int(trial.trial_id) + 1 if trial.trial_id.isdigit() else len(self.trials) + 1
         self.reporter.trial_started(number=self.trained + 1, total=self.pipeline.tuner.max_trials,
                                     trial_id=trial.trial_id, shown=self.shown(candidate))
         t0 = time.perf_counter()
@@ -190,8 +233,8 @@ class _Search:
                                   self.num_classes)
             check_constraints(plan, self.constraints)
         except CandidateRejected as exc:
-            self._record_rejected(trial.trial_id, candidate, exc, t0, extra, tuner)
-            return {self.pipeline.objective: self.penalty()}
+            self._record_rejected(trial.trial_id, candidate, exc, t0, extra)
+            return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
 
         record = TrialRecord(trial.trial_id, TrialStatus.COMPLETED, candidate,
                              params_total=plan.total_params)
@@ -225,7 +268,7 @@ class _Search:
                                   elapsed=time.perf_counter() - self.start)
 
     def _record_rejected(self, trial_id: str, candidate: dict, exc: CandidateRejected,
-                         t0: float, extra: dict, tuner: Any) -> None:
+                         t0: float, extra: dict) -> None:
         record = TrialRecord(trial_id, TrialStatus.REJECTED, candidate, reason=exc.reason)
         log = self.tracker.start_trial(trial_id, f"trial-{trial_id}", {
             **self.trial_tags(), names.TAG_TRIAL_STATUS: TrialStatus.REJECTED.value,
@@ -234,10 +277,6 @@ class _Search:
         log.params(candidate).params(extra).flush()
         self.tracker.end_run(log.run_id, "FINISHED")
         record.seconds = time.perf_counter() - t0
-        rejected = sum(t.status is TrialStatus.REJECTED for t in self.trials) + 1
-        oracle = tuner.oracle
-        if oracle.max_trials is not None and rejected <= self.pipeline.tuner.max_rejected:
-            oracle.max_trials += 1  # rejected candidates do not use up the training budget
         self._finish(record)
 
     def _record_failed(self, record: TrialRecord, log: Any, exc: BaseException,
@@ -295,10 +334,13 @@ class _Search:
     def check_budget(self, tuner: Any) -> None:
         """Stop cleanly once ``max_minutes`` has passed: no new trial after the running one."""
         limit = self.pipeline.tuner.max_minutes
-        if limit is not None and time.perf_counter() - self.start > 60 * limit:
+        if self.worker is None and limit is not None and \
+                time.perf_counter() - self.start > 60 * limit:
             if self.stop_reason is None:
                 self.stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
-            tuner.oracle.max_trials = len(tuner.oracle.trials)
+            from .tuners import stop_oracle
+
+            stop_oracle(tuner.oracle)
 
 
 def _merge_constraints(space_constraints: Any, pipeline_constraints: Any) -> Any:
@@ -311,104 +353,11 @@ def _merge_constraints(space_constraints: Any, pipeline_constraints: Any) -> Any
     return SimpleNamespace(**merged)
 
 
-def _hypermodel(search: _Search) -> Any:
-    import keras
-    import keras_tuner
-
-    from . import families
-
-    class TunetrackHyperModel(keras_tuner.HyperModel):
-        def declare_hyperparameters(self, hp: Any) -> None:
-            search.space.declare(hp)
-
-        def build(self, hp: Any) -> Any:
-            candidate = search.candidate(hp)
-            shape = families.input_shape(search.family, candidate, search.dataset.image_shape)
-            model = families.build_model(search.family, candidate, shape, search.num_classes)
-            model.compile(**families.compile_kwargs(search.family, candidate))
-            return model
-
-        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
-            candidate = search.candidate(hp)
-            x_train, x_val = search.inputs(candidate)
-            callbacks = list(kwargs.pop("callbacks", []))
-            pipeline = search.pipeline
-            if pipeline.training.patience:
-                callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor=pipeline.objective, mode=pipeline.direction,
-                    patience=pipeline.training.patience, restore_best_weights=True))
-            callbacks.append(keras.callbacks.TerminateOnNaN())
-            callbacks.append(_EpochReporter(search.reporter, kwargs.get("epochs", 1)))
-            for key in ("x", "y", "validation_data", "verbose", "batch_size"):
-                kwargs.pop(key, None)
-            history = model.fit(x_train, search.dataset.y_train,
-                                validation_data=(x_val, search.dataset.y_val),
-                                batch_size=int(candidate["batch_size"]), callbacks=callbacks,
-                                verbose=0, **kwargs)
-            search.last_model = model
-            return history
-
-    class _EpochReporter(keras.callbacks.Callback):
-        def __init__(self, reporter: Reporter, epochs: int) -> None:
-            super().__init__()
-            self.reporter, self.epochs = reporter, epochs
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.reporter.epoch_ended(epoch=epoch, epochs=self.epochs, logs=dict(logs or {}))
-
-    return TunetrackHyperModel()
-
-
-def _tuner(search: _Search, directory: str) -> Any:
-    import keras_tuner
-    from keras_tuner.src import config as kt_config
-
-    kt_config.DEBUG = False  # failed trials keep their traceback as an artifact, not on stderr
-    pipeline = search.pipeline
-    cfg = pipeline.tuner
-    base = {"random": keras_tuner.RandomSearch, "grid": keras_tuner.GridSearch,
-            "bayesian": keras_tuner.BayesianOptimization,
-            "hyperband": keras_tuner.Hyperband}[cfg.kind]
-
-    class TunetrackTuner(base):  # type: ignore[misc, valid-type]
-        def _populate_initial_space(self) -> None:
-            # Declaring is enough: building models to discover conditional scopes (keras-tuner's
-            # default) would cost a Keras build per scope and could fail on impossible defaults.
-            hp = self.oracle.get_space()
-            search.space.declare(hp)
-            self.oracle.update_space(hp)
-
-        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
-            return search.run_trial(self, trial,
-                                    lambda: super(TunetrackTuner, self).run_trial(
-                                        trial, *args, **kwargs))
-
-        def pre_create_trial(self) -> None:
-            search.check_budget(self)
-
-    objective = keras_tuner.Objective(pipeline.objective, direction=pipeline.direction)
-    common = dict(hypermodel=_hypermodel(search), objective=objective, seed=cfg.seed,
-                  max_consecutive_failed_trials=cfg.max_consecutive_failures,
-                  executions_per_trial=cfg.executions_per_trial, directory=directory,
-                  project_name="search", overwrite=True)
-    if cfg.kind == "hyperband":
-        tuner = TunetrackTuner(max_epochs=pipeline.training.epochs, factor=cfg.hyperband_factor,
-                               **common)
-        tuner.oracle.max_trials = cfg.max_trials
-        return tuner
-    return TunetrackTuner(max_trials=cfg.max_trials, **common)
-
-
-def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> SearchResult:
-    """Run the search a pipeline describes and record it in MLflow.
-
-    Validation (space, data) happens before anything is written to the store.
-    """
+def prepare(pipeline: Pipeline) -> tuple[Any, Any, Any]:
+    """Space, dataset and data config; validation happens before anything is written."""
     from .data import DataConfig, load_dataset
     from .space import load_space
-    from .tracking import SearchTracker
 
-    reporter = reporter or Reporter()
     space = load_space(pipeline.space)
     if pipeline.tuner.kind == "grid" and (why := space.grid_ready()):
         from .errors import SpaceError
@@ -419,26 +368,46 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
         source=d.source, image_size=d.image_size, color_mode=d.color_mode,
         validation_split=d.validation_split, test_split=d.test_split, seed=d.seed,
         on_bad_image=d.on_bad_image)
-    dataset = load_dataset(data_config)
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tracker = SearchTracker(pipeline.experiment)
-    log = tracker.start_search(
-        f"{pipeline.name}-{pipeline.tuner.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
-        _search_tags(pipeline, space, dataset))
-    log.params(_search_params(pipeline, space, dataset)).flush()
-    tracker.log_artifact(log.run_id, pipeline.path, "config")
-    tracker.log_artifact(log.run_id, space.path, "config")
-    tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
-    tracker.client.log_dict(log.run_id, to_jsonable(data_config), "data_config.json")
-    search = _Search(pipeline, space, dataset, tracker, reporter)
+    return space, load_dataset(data_config), data_config
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None, mode: str = "auto",
+               notify: Callable[[str], None] | None = None) -> SearchResult:
+    """Run (or resume) the search a pipeline describes and record it in MLflow.
+
+    ``mode``: ``"auto"`` resumes an interrupted search of the same files and flags and starts a
+    finished one anew, ``"resume"`` insists on resuming, ``"new"`` always starts a new search
+    (see :mod:`tunetrack.resume`). ``notify`` receives one-line notes ("resuming ...").
+    """
+    from . import searchrun, tuners
+
+    reporter = reporter or Reporter()
+    notify = notify or _stderr
+    INTERRUPTED.clear()
+    space, dataset, data_config = prepare(pipeline)
+    opened = searchrun.open_search(pipeline, space, dataset, data_config, mode=mode,
+                                   notify=notify)
+    tracker, log = opened.tracker, opened.log
+    search = _Search(pipeline, space, dataset, tracker, reporter, recorded=opened.trials)
+    search.start -= opened.previous_seconds
     reporter.search_started(pipeline=pipeline, space=space, dataset=dataset,
                             total=pipeline.tuner.max_trials, experiment=pipeline.experiment,
                             run_id=log.run_id)
-    directory = tempfile.mkdtemp(prefix="tunetrack-")
+    directory = str(opened.plan.directory)
     status, failure = "FINISHED", None
     try:
-        tuner = _tuner(search, directory)
+        reload = searchrun.tuner_state(opened, notify)
+        tuner = tuners.build_tuner(search, directory, overwrite=not reload)
+        searchrun.mark_tuner_state(opened)
+        if threading.current_thread() is threading.main_thread():
+            install_interrupt_handler()  # again: importing TF/MLflow may have replaced it
         tuner.search(epochs=pipeline.training.epochs, verbose=0)
     except KeyboardInterrupt:
         status, failure = "KILLED", "interrupted (Ctrl-C)"
@@ -460,58 +429,8 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None) -> Searc
         result = SearchResult(pipeline, tracker.experiment_id, log.run_id, search.trials,
                               time.perf_counter() - search.start, status, search.stop_reason,
                               searched=list(space.searched()))
-        _finish_search(tracker, log, result, failure)
-        shutil.rmtree(directory, ignore_errors=True)
+        searchrun.finish_search(tracker, log, result, failure)
+        if status == "FINISHED":  # nothing left to resume
+            shutil.rmtree(directory, ignore_errors=True)
     reporter.search_ended(result)
     return result
-
-
-def _search_tags(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
-    from .versioning import git_commit, package_versions
-
-    return {names.TAG_FAMILY: space.family, names.TAG_TUNER: pipeline.tuner.kind,
-            names.TAG_SEED: pipeline.tuner.seed, names.TAG_PIPELINE: pipeline.path,
-            names.TAG_SPACE: space.path, names.TAG_OBJECTIVE: pipeline.objective,
-            names.TAG_DATA_FINGERPRINT: dataset.fingerprint,
-            names.TAG_CLASSES: list(dataset.class_names),
-            names.TAG_GIT_COMMIT: git_commit(), names.TAG_VERSIONS: package_versions()}
-
-
-def _search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
-    d, t = pipeline.data, pipeline.tuner
-    sizes = dataset.summary().get("split_sizes", {})
-    return {"pipeline": pipeline.name, "family": space.family, "tuner": t.kind,
-            "max_trials": t.max_trials, "epochs": pipeline.training.epochs,
-            "patience": pipeline.training.patience, "seed": t.seed,
-            "objective": pipeline.objective, "direction": pipeline.direction,
-            "data.source": d.source,
-            "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
-            "data.validation_split": d.validation_split, "data.test_split": d.test_split,
-            "data.num_classes": len(dataset.class_names),
-            **{f"data.{k}_size": v for k, v in sizes.items()}}
-
-
-def _finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None) -> None:
-    best = result.best
-    log.metrics({"trials_completed": result.count(TrialStatus.COMPLETED),
-                 "trials_rejected": result.count(TrialStatus.REJECTED),
-                 "trials_failed": result.count(TrialStatus.FAILED),
-                 "search_seconds": result.elapsed})
-    if best is not None:
-        log.metrics({f"best_{result.pipeline.objective}": best.objective})
-        if "val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
-            log.metric("best_val_accuracy", best.metrics.get("best_val_accuracy", best.objective))
-        log.tags({names.TAG_BEST_TRIAL: best.trial_id, names.TAG_BEST_RUN: best.run_id})
-    if failure:
-        log.tags({names.TAG_REASON: failure})
-    if result.trials:
-        from . import artifacts
-
-        try:
-            artifacts.log_search(tracker, log.run_id, result)
-        except Exception as exc:  # a missing picture must not lose the search's record
-            warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
-    if result.stop_reason:
-        log.tags({"tunetrack.stop_reason": result.stop_reason})
-    log.flush()
-    tracker.end_run(log.run_id, result.status)

@@ -1,0 +1,137 @@
+"""The parent run of a search: opened new or reopened for a resume, and closed with its summary.
+
+Shared by the single-process search (``tuning.run_search``) and the chief of a parallel one
+(``workers.run_parallel``), so both leave the same record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import names, resume
+from .artifacts import to_jsonable
+from .names import TrialStatus
+from .pipeline import Pipeline
+
+
+@dataclass
+class OpenedSearch:
+    tracker: Any
+    log: Any  # RunLogger on the parent run
+    plan: resume.Plan
+    trials: list[Any] = field(default_factory=list)
+    previous_seconds: float = 0.0
+
+    @property
+    def run_id(self) -> str:
+        return self.log.run_id
+
+
+def open_search(pipeline: Pipeline, space: Any, dataset: Any, data_config: Any, *,
+                mode: str = "auto", notify: Callable[[str], None] = print) -> OpenedSearch:
+    """Start the parent run, or reopen the interrupted one this pipeline resumes."""
+    from .tracking import RunLogger, SearchTracker
+
+    tracker = SearchTracker(pipeline.experiment)
+    plan = resume.plan_search(tracker, pipeline, mode)
+    for note in plan.notes:
+        notify(note)
+    if plan.resuming:
+        parent = plan.parent
+        resume.reopen(tracker, parent)
+        log = RunLogger(tracker.client, parent.info.run_id)
+        trials = resume.recorded_trials(tracker, parent.info.run_id, pipeline.objective)
+        return OpenedSearch(tracker, log, plan, trials,
+                            float(parent.data.metrics.get("search_seconds", 0.0)))
+    log = tracker.start_search(
+        f"{pipeline.name}-{pipeline.tuner.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+        {**search_tags(pipeline, space, dataset), names.TAG_SEARCH_KEY: plan.key,
+         **resume.snapshot(pipeline), resume.TAG_OWNER: resume.owner()})
+    log.params(search_params(pipeline, space, dataset)).flush()
+    tracker.log_artifact(log.run_id, pipeline.path, "config")
+    tracker.log_artifact(log.run_id, space.path, "config")
+    tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
+    tracker.client.log_dict(log.run_id, to_jsonable(data_config), "data_config.json")
+    if plan.superseded is not None:
+        resume.abandon(tracker, plan.superseded, log.run_id)
+    return OpenedSearch(tracker, log, plan)
+
+
+def tuner_state(opened: OpenedSearch, notify: Callable[[str], None] = print) -> bool:
+    """Whether keras-tuner's saved state belongs to this search (reload it) or must be reset."""
+    marker = opened.plan.directory / "search.json"
+    if not opened.plan.resuming:
+        return False
+    try:
+        owner = json.loads(marker.read_text()).get("parent_run_id")
+    except (OSError, ValueError):
+        owner = None
+    if owner == opened.run_id and (opened.plan.directory / "search").is_dir():
+        return True
+    notify(f"keras-tuner state for this search not found under {opened.plan.directory}; the "
+           "oracle starts over and trials already recorded in MLflow are not trained again")
+    return False
+
+
+def mark_tuner_state(opened: OpenedSearch) -> None:
+    opened.plan.directory.mkdir(parents=True, exist_ok=True)
+    (opened.plan.directory / "search.json").write_text(json.dumps(
+        {"parent_run_id": opened.run_id, "experiment": opened.tracker.experiment_name,
+         "search_key": opened.plan.key}))
+
+
+def search_tags(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
+    from .versioning import git_commit, package_versions
+
+    return {names.TAG_FAMILY: space.family, names.TAG_TUNER: pipeline.tuner.kind,
+            names.TAG_SEED: pipeline.tuner.seed, names.TAG_PIPELINE: pipeline.path,
+            names.TAG_SPACE: space.path, names.TAG_OBJECTIVE: pipeline.objective,
+            names.TAG_DATA_FINGERPRINT: dataset.fingerprint,
+            names.TAG_CLASSES: list(dataset.class_names),
+            names.TAG_GIT_COMMIT: git_commit(), names.TAG_VERSIONS: package_versions()}
+
+
+def search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
+    d, t = pipeline.data, pipeline.tuner
+    sizes = dataset.summary().get("split_sizes", {})
+    return {"pipeline": pipeline.name, "family": space.family, "tuner": t.kind,
+            "max_trials": t.max_trials, "epochs": pipeline.training.epochs,
+            "patience": pipeline.training.patience, "seed": t.seed,
+            "objective": pipeline.objective, "direction": pipeline.direction,
+            "data.source": d.source,
+            "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
+            "data.validation_split": d.validation_split, "data.test_split": d.test_split,
+            "data.num_classes": len(dataset.class_names),
+            **{f"data.{k}_size": v for k, v in sizes.items()}}
+
+
+def finish_search(tracker: Any, log: Any, result: Any, failure: str | None) -> None:
+    """Summary metrics, best-trial tags, leaderboard and plots; then the parent's final status."""
+    best = result.best
+    log.metrics({"trials_completed": result.count(TrialStatus.COMPLETED),
+                 "trials_rejected": result.count(TrialStatus.REJECTED),
+                 "trials_failed": result.count(TrialStatus.FAILED),
+                 "search_seconds": result.elapsed})
+    if best is not None:
+        log.metrics({f"best_{result.pipeline.objective}": best.objective})
+        if "val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
+            log.metric("best_val_accuracy", best.metrics.get("best_val_accuracy", best.objective))
+        log.tags({names.TAG_BEST_TRIAL: best.trial_id, names.TAG_BEST_RUN: best.run_id})
+    if failure:
+        log.tags({names.TAG_REASON: failure})
+    if result.trials:
+        from . import artifacts
+
+        try:
+            artifacts.log_search(tracker, log.run_id, result)
+        except Exception as exc:  # a missing picture must not lose the search's record
+            warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
+    if result.stop_reason:
+        log.tags({"tunetrack.stop_reason": result.stop_reason})
+    log.flush()
+    tracker.end_run(log.run_id, result.status)
