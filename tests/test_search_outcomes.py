@@ -162,3 +162,15 @@ def test_plots_decode(store, workdir: Path):
     path = store.download_artifacts(result.parent_run_id, "plots/parallel_coordinates.png",
                                     str(workdir))
     Image.open(io.BytesIO(Path(path).read_bytes())).verify()
+
+
+def test_max_minutes_ends_the_search_after_the_running_trial(store, workdir: Path):
+    from tunetrack.tuning import run_search
+
+    pipeline = load_pipeline(write_pipeline(workdir, trials=20, epochs=1))
+    result = run_search(pipeline.override(max_minutes=0.05))
+    assert 0 < len(result.trials) < 20
+    assert result.stop_reason == "the 0.05-minute budget (--max-minutes) was used up"
+    parent = store.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["tunetrack.stop_reason"] == result.stop_reason
