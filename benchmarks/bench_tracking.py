@@ -44,14 +44,13 @@ def _bare_search(pipeline: Any, directory: str,
     from tunetrack.errors import CandidateRejected
     from tunetrack.plan import check_constraints, plan_candidate
     from tunetrack.space import load_space
-    from tunetrack.tuning import _merge_constraints
 
     space = load_space(pipeline.space)
     d = pipeline.data
     data = load_dataset(DataConfig(source=d.source, validation_split=d.validation_split,
                                    test_split=d.test_split, seed=d.seed))
     seed, classes = pipeline.tuner.seed, len(data.class_names)
-    constraints = _merge_constraints(space.constraints, pipeline.constraints)
+    constraints = space.constraints.merged(pipeline.constraints)
     state = {"number": 0, "epochs": 0, "candidates": []}
 
     class Count(keras.callbacks.Callback):

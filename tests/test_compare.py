@@ -382,3 +382,22 @@ def test_leaderboard_from_trial_records():
     assert df.loc[1, "reason"] == "too big" and pd.isna(df.loc[1, "params_total"])
     text = cmp.compare_table(df, objective=OBJ, direction="max", fmt="csv")
     assert read_csv(text)["trial_id"].tolist() == ["00", "01"]
+
+
+@pytest.mark.parametrize("top", [1, 3, 6])
+def test_top_asks_the_store_for_the_best_only(uri, monkeypatch, top):
+    """The default order is pushed into search_runs; unfinished trials still come last."""
+    seen = []
+    from mlflow import MlflowClient
+
+    original = MlflowClient.search_runs
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("max_results"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", spy)
+    df = read_csv(cmp.compare(experiment="digits", top=top, fmt="csv"))
+    assert list(df["trial_id"]) == BY_OBJECTIVE[:top]
+    assert top in seen
+    assert "the best" in cmp.compare(experiment="digits", top=top).splitlines()[0]

@@ -1,4 +1,4 @@
-"""tunetrack: Keras hyperparameter search over image-classification model families, tracked in MLflow.
+"""tunetrack: Keras hyperparameter search over image-classification families, tracked in MLflow.
 
 The public API is imported lazily, so ``import tunetrack`` (and the CLI's start-up) stays fast::
 

@@ -177,8 +177,9 @@ def load_trials(client: MlflowClient, search_run: Run, *, where: str | None = No
         token = page.token
         if not token:
             break
-    if order_by is None:  # trial order, so ties in any later sort fall in the order tried
-        runs.sort(key=lambda r: _natural(r.data.tags.get(names.TAG_TRIAL_ID, "")))
+    # Trial order, so ties in any later sort fall in the order tried (``order_by`` only
+    # chooses which runs come back when ``max_results`` cuts the list).
+    runs.sort(key=lambda r: _natural(r.data.tags.get(names.TAG_TRIAL_ID, "")))
 
     hp_names = sorted({k for r in runs for k in r.data.params}, key=_natural)
     best_key = f"best_{objective}"
@@ -308,8 +309,9 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
                   varying_only: bool = True) -> str:
     """Sort, cut to ``top`` rows, drop hyperparameters that do not vary, and render as ``fmt``.
 
-    Varying is judged on the rows shown (an inactive value is not a difference), so ``--top 5`` shows what separates those five; a
-    single row keeps every hyperparameter, as there is nothing to compare it with.
+    Varying is judged on the rows shown (an inactive value is not a difference), so
+    ``--top 5`` shows what separates those five; a single row keeps every hyperparameter,
+    as there is nothing to compare it with.
     """
     if fmt not in FORMATS:
         raise TrackingError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
@@ -344,7 +346,15 @@ def compare(experiment: str | None = None, search: str | None = None, top: int |
     mlclient = tracking_client()
     search_run = find_search(mlclient, experiment, search)
     objective, direction = search_objective(search_run)
-    df = load_trials(mlclient, search_run, where=where)
+    if top and not sort:
+        # The default order is the store's too: ask it for the K best only (a search of 1,000
+        # trials then transfers 20 runs, not 1,000). Trials without the metric sort last.
+        order = f"metrics.`best_{objective}` {'DESC' if direction == 'max' else 'ASC'}"
+        df = load_trials(mlclient, search_run, where=where, order_by=[order], max_results=top)
+        of = "the best"
+    else:
+        df = load_trials(mlclient, search_run, where=where)
+        of = f"of {len(df)}"
     text = compare_table(df, objective=objective, direction=direction, top=top, sort=sort,
                          fmt=fmt)
     if fmt != "table":
@@ -352,7 +362,7 @@ def compare(experiment: str | None = None, search: str | None = None, top: int |
     shown = min(len(df), top) if top else len(df)
     filtered = f" matching {where!r}" if where else ""
     caption = (f"search {search_run.info.run_name} ({search_run.info.run_id}): "
-               f"{shown} of {len(df)} trials{filtered}, by {objective} ({direction})")
+               f"{shown} {of} trials{filtered}, by {objective} ({direction})")
     if df.empty:
         return f"{caption}\n(no trials)"
     return f"{caption}\n{text}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 TAG_ROLE = "tunetrack.role"
 TAG_TRIAL_ID = "tunetrack.trial_id"
@@ -35,7 +35,7 @@ METRIC_BEST_EPOCH = "best_epoch"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-class TrialStatus(str, Enum):
+class TrialStatus(StrEnum):
     """What became of one candidate. ``str`` so it can be written as an MLflow tag directly."""
 
     COMPLETED = "completed"

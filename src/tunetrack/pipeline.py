@@ -216,7 +216,7 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline file; every problem is reported at once as a ``PipelineError``."""
+    """Read and validate a pipeline file; every problem is reported at once (``PipelineError``)."""
     doc = load_yaml(path, error=PipelineError)
     if not isinstance(doc.data, dict):
         raise PipelineError(f"a pipeline must be a mapping of keys, got {type(doc.data).__name__}",

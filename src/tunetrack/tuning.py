@@ -139,7 +139,7 @@ class _Search:
         self.tracker, self.reporter = tracker, reporter
         self.family = space.family
         self.num_classes = len(dataset.class_names)
-        self.constraints = _merge_constraints(space.constraints, pipeline.constraints)
+        self.constraints = space.constraints.merged(pipeline.constraints)
         # Trials MLflow already holds (a resumed search): counted, and never trained again.
         self.trials: list[TrialRecord] = list(recorded or [])
         self.recorded = {t.trial_id: t for t in self.trials}
@@ -341,16 +341,6 @@ class _Search:
             from .tuners import stop_oracle
 
             stop_oracle(tuner.oracle)
-
-
-def _merge_constraints(space_constraints: Any, pipeline_constraints: Any) -> Any:
-    from types import SimpleNamespace
-
-    merged = {}
-    for key in ("max_params", "min_feature_map", "max_flops"):
-        value = getattr(pipeline_constraints, key, None)
-        merged[key] = value if value is not None else getattr(space_constraints, key, None)
-    return SimpleNamespace(**merged)
 
 
 def prepare(pipeline: Pipeline) -> tuple[Any, Any, Any]:

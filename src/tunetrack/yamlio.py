@@ -46,7 +46,8 @@ def _construct(node: yaml.Node, path: Key, doc: Document, error: type[ConfigErro
             if key in out:
                 raise error(f"duplicate key {key!r} (first given on line "
                             f"{doc.lines[path + (key,)]})", file=doc.path,
-                            line=key_node.start_mark.line + 1, key=".".join(map(str, path + (key,))))
+                            line=key_node.start_mark.line + 1,
+                            key=".".join(map(str, path + (key,))))
             doc.lines[path + (key,)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, path + (key,), doc, error)
         doc.lines.pop(path + ("<key>",), None)
