@@ -331,6 +331,16 @@ class _Search:
         self.last_model = None
         self._finish(record)
 
+    def kill_running(self, reason: str) -> None:
+        """Mark the trial in flight KILLED: no run may stay RUNNING after its process ends."""
+        if self.running is None:
+            return
+        _, run_id = self.running
+        self.running = None
+        self.tracker.client.set_tag(run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
+        self.tracker.client.set_tag(run_id, names.TAG_REASON, reason)
+        self.tracker.end_run(run_id, "KILLED")
+
     def check_budget(self, tuner: Any) -> None:
         """Stop cleanly once ``max_minutes`` has passed: no new trial after the running one."""
         limit = self.pipeline.tuner.max_minutes
@@ -411,11 +421,7 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None, mode: st
                 f"failed trials (tuner.max_consecutive_failures); the last one: {last}") from exc
         raise
     finally:
-        if search.running is not None:
-            record, run_id = search.running
-            tracker.client.set_tag(run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
-            tracker.client.set_tag(run_id, names.TAG_REASON, failure or "search ended")
-            tracker.end_run(run_id, "KILLED")
+        search.kill_running(failure or "search ended")
         result = SearchResult(pipeline, tracker.experiment_id, log.run_id, search.trials,
                               time.perf_counter() - search.start, status, search.stop_reason,
                               searched=list(space.searched()))

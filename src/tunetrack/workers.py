@@ -294,11 +294,7 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
         reason = f"interrupted: worker {tuner_id} was stopped"
         return 130
     finally:
-        if search.running is not None:
-            _, run_id = search.running
-            tracker.client.set_tag(run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
-            tracker.client.set_tag(run_id, names.TAG_REASON, reason or "worker ended")
-            tracker.end_run(run_id, "KILLED")
+        search.kill_running(reason or "worker ended")
         shutil.rmtree(directory, ignore_errors=True)
     return 0
 
