@@ -335,10 +335,13 @@ class _Search:
         """Mark the trial in flight KILLED: no run may stay RUNNING after its process ends."""
         if self.running is None:
             return
+        from .tracking import RunLogger
+
         _, run_id = self.running
         self.running = None
-        self.tracker.client.set_tag(run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
-        self.tracker.client.set_tag(run_id, names.TAG_REASON, reason)
+        # One batch, retried while SQLite is locked (a reader may hold it as we are stopped).
+        RunLogger(self.tracker.client, run_id).tags({
+            names.TAG_TRIAL_STATUS: TrialStatus.KILLED.value, names.TAG_REASON: reason}).flush()
         self.tracker.end_run(run_id, "KILLED")
 
     def check_budget(self, tuner: Any) -> None:
