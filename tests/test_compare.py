@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tunetrack import compare as cmp
-from tunetrack import names
+from tunetrack import names, storeread
 from tunetrack.errors import TrackingError
 from tunetrack.names import TrialStatus
 
@@ -122,10 +122,32 @@ def filled(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> SimpleNa
     return SimpleNamespace(uri=uri, old=old, new=new, newest=newest, run_ids=run_ids)
 
 
+@pytest.fixture(params=["sqlite", "mlflow"])
+def reader_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every compare test runs on both readers: SQLite read directly, and MlflowClient."""
+    if request.param == "mlflow":
+        monkeypatch.setattr(storeread.SqliteRuns, "open", classmethod(lambda cls, uri: None))
+    return request.param
+
+
 @pytest.fixture
-def uri(filled: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> str:
+def uri(filled: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, reader_kind: str) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", filled.uri)
     return filled.uri
+
+
+def spy_tagged(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The keyword arguments of every trial/search query either reader answers."""
+    seen: list[dict] = []
+    for cls in (storeread.MlflowRuns, storeread.SqliteRuns):
+        real = cls.tagged
+
+        def spy(self, *args, _real=real, **kwargs):
+            seen.append({"reader": type(self).__name__, **kwargs})
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "tagged", spy)
+    return seen
 
 
 def read_csv(text: str) -> pd.DataFrame:
@@ -212,7 +234,7 @@ def test_bad_where_is_a_tracking_error(uri):
 def test_formats(uri):
     table = cmp.compare(experiment="digits", fmt="table")
     lines = table.splitlines()
-    assert lines[0].startswith("search new-search") and "6 of 6 trials" in lines[0]
+    assert lines[0].startswith("search new-search") and "6 trials" in lines[0]
     assert lines[1].split()[:3] == ["trial_id", "status", OBJ]
     assert set(lines[2].replace(" ", "")) == {"-"}
     assert lines[3].split()[:3] == ["01", "completed", "0.9500"]
@@ -276,7 +298,7 @@ def test_empty_store(tmp_path, monkeypatch, blank_db):
 def test_pages_are_followed(uri, filled, monkeypatch):
     from tunetrack.tracking import client
 
-    monkeypatch.setattr(cmp, "PAGE_SIZE", 4)
+    monkeypatch.setattr(storeread, "PAGE_SIZE", 4)
     mlclient = client()
     df = cmp.load_trials(mlclient, mlclient.get_run(filled.new))
     assert sorted(df["trial_id"]) == sorted(t[0] for t in TRIALS)
@@ -323,9 +345,7 @@ def clone_trials(db: Path, template: str, parent: str, n: int) -> None:
     con.close()
 
 
-def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db):
-    from mlflow import MlflowClient
-
+def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db, reader_kind):
     uri, client = new_store(blank_db, tmp_path)
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -338,6 +358,8 @@ def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db):
     clone_trials(db, template, other, 50)
     client.delete_run(template)  # deleted runs are not listed (active runs only)
 
+    from mlflow import MlflowClient
+
     calls = {"get_run": 0, "search_runs": 0}
     for name in calls:
         real = getattr(MlflowClient, name)
@@ -347,11 +369,15 @@ def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db):
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(MlflowClient, name, counted)
+    queries = spy_tagged(monkeypatch)
     df = read_csv(cmp.compare(experiment="big", top=20, fmt="csv"))
     assert len(df) == 20
     assert df["val_accuracy"].is_monotonic_decreasing
-    assert calls["get_run"] == 0  # the table comes from search_runs pages, no call per run
-    assert calls["search_runs"] <= 3  # the newest search, then 1-2 pages of its children
+    assert calls["get_run"] == 0  # the table comes from whole pages, no call per run
+    # the newest search, then its 20 best children: two queries
+    assert [(q["reader"], q["max_results"]) for q in queries] == [
+        ("SqliteRuns" if reader_kind == "sqlite" else "MlflowRuns", n) for n in (1, 20)]
+    assert calls["search_runs"] == (0 if reader_kind == "sqlite" else 2)
     assert "learning_rate" in df.columns
     records = json.loads(cmp.compare(experiment="big", fmt="json",
                                      where="metrics.best_val_accuracy > 0.85"))
@@ -387,17 +413,51 @@ def test_leaderboard_from_trial_records():
 @pytest.mark.parametrize("top", [1, 3, 6])
 def test_top_asks_the_store_for_the_best_only(uri, monkeypatch, top):
     """The default order is pushed into search_runs; unfinished trials still come last."""
-    seen = []
-    from mlflow import MlflowClient
-
-    original = MlflowClient.search_runs
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("max_results"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(MlflowClient, "search_runs", spy)
+    queries = spy_tagged(monkeypatch)
     df = read_csv(cmp.compare(experiment="digits", top=top, fmt="csv"))
     assert list(df["trial_id"]) == BY_OBJECTIVE[:top]
-    assert top in seen
-    assert "the best" in cmp.compare(experiment="digits", top=top).splitlines()[0]
+    assert queries[-1]["max_results"] == top
+    assert queries[-1]["order"] == "metrics.`best_val_accuracy` DESC"
+    assert f"the best {top} trials" in cmp.compare(experiment="digits", top=top).splitlines()[0]
+
+
+# -- the two readers -----------------------------------------------------------------------------
+CALLS = [dict(experiment="digits"), dict(experiment="digits", top=3),
+         dict(experiment="digits", sort="-learning_rate", fmt="json"), dict(),
+         dict(search="__new__", fmt="markdown"), dict(experiment="other", fmt="csv")]
+
+
+@pytest.mark.parametrize("kwargs", CALLS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_sqlite_reader_gives_mlflows_output(filled, monkeypatch, kwargs):
+    """Byte for byte what the MlflowClient path prints, for every shape of call."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", filled.uri)
+    kwargs = {k: filled.new if v == "__new__" else v for k, v in kwargs.items()}
+    assert isinstance(storeread.reader(), storeread.SqliteRuns)
+    fast = cmp.compare(**kwargs)
+    monkeypatch.setattr(storeread.SqliteRuns, "open", classmethod(lambda cls, uri: None))
+    assert isinstance(storeread.reader(), storeread.MlflowRuns)
+    assert fast == cmp.compare(**kwargs)
+
+
+def test_reader_falls_back_to_mlflow(filled, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", filled.uri)
+    assert isinstance(storeread.reader(where="params.optimizer = 'adam'"), storeread.MlflowRuns)
+    monkeypatch.setattr(storeread, "KNOWN_SCHEMAS", frozenset({"some-other-revision"}))
+    assert isinstance(storeread.reader(), storeread.MlflowRuns)  # a schema it does not know
+    assert storeread.SqliteRuns.open(f"sqlite:///{tmp_path / 'absent.db'}") is None
+    assert storeread.SqliteRuns.open("http://localhost:5000") is None
+
+
+def test_compare_command_does_not_import_mlflow(filled, tmp_path):
+    """``tunetrack compare`` on the embedded store: MLflow's ~3 s import is never paid."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from tunetrack.cli import main; "
+            "r = CliRunner().invoke(main, ['compare', '--experiment', 'digits', '--top', '2']); "
+            "print(r.output); print('mlflow imported:', 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": filled.uri}, cwd=tmp_path,
+                         timeout=120, check=True).stdout
+    assert "the best 2 trials" in out and "mlflow imported: False" in out

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-PAGE_SIZE = 1000  # MLflow's largest page for search_runs
+    from .storeread import MlflowRuns, SqliteRuns
+
 FORMATS = ("table", "csv", "json", "markdown")
 FIXED_HEAD = ("trial_id", "status", "{objective}", "params_total", "epochs", "train_seconds")
 FIXED_TAIL = ("run_id", "reason")
@@ -30,62 +31,53 @@ REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
 
 
 # -- finding the search ----------------------------------------------------------------------
-def _uri(client: MlflowClient) -> str:
-    return getattr(getattr(client, "_tracking_client", None), "tracking_uri", "the MLflow store")
+def _reader(client: Any) -> MlflowRuns | SqliteRuns:
+    """``client`` as a run reader: an ``MlflowClient`` is wrapped, a reader is kept."""
+    from .storeread import MlflowRuns
+
+    return client if hasattr(client, "tagged") else MlflowRuns(client)
 
 
 def _is_search(run: Run) -> bool:
     return run.data.tags.get(names.TAG_ROLE) == names.ROLE_SEARCH
 
 
-def _experiments(client: MlflowClient) -> list[Any]:
-    """Every active experiment, across pages."""
-    found, token = [], None
-    while True:
-        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
-
-
-def _recent_searches(client: MlflowClient, experiment_ids: list[str], n: int) -> list[Run]:
-    if not experiment_ids:
-        return []
-    query = f"tags.`{names.TAG_ROLE}` = '{names.ROLE_SEARCH}'"
-    return list(client.search_runs(experiment_ids, query, max_results=n,
-                                   order_by=["attributes.start_time DESC"]))
+def _recent_searches(store: MlflowRuns | SqliteRuns, experiment_ids: list[str],
+                     n: int) -> list[Run]:
+    return store.tagged(experiment_ids, names.TAG_ROLE, names.ROLE_SEARCH,
+                        order="attributes.start_time DESC", max_results=n)
 
 
 def _describe(runs: Iterable[Run]) -> str:
     return ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs)
 
 
-def find_search(client: MlflowClient, experiment: str | None,
+def find_search(client: MlflowClient | MlflowRuns | SqliteRuns, experiment: str | None,
                 search_run_id: str | None) -> Run:
     """The search's parent run: ``search_run_id`` if given, else the experiment's newest search.
 
     With neither, the newest search of any experiment, so ``tunetrack compare`` right after
     ``tunetrack search`` shows that search.
     """
-    from mlflow.exceptions import MlflowException
+    from .storeread import RunNotFound
 
+    store = _reader(client)
     exp = None
     if experiment is not None:
-        exp = client.get_experiment_by_name(experiment)
+        exp = store.get_experiment_by_name(experiment)
         if exp is None or exp.lifecycle_stage == "deleted":
-            known = sorted((e.name for e in _experiments(client)), key=str.lower)
+            known = sorted((e.name for e in store.experiments()), key=str.lower)
             raise TrackingError(
-                f"no experiment {experiment!r} in {_uri(client)}{did_you_mean(experiment, known)}; "
-                f"experiments: {allowed_list(known) or 'none'}")
+                f"no experiment {experiment!r} in {store.tracking_uri}"
+                f"{did_you_mean(experiment, known)}; experiments: {allowed_list(known) or 'none'}")
     if search_run_id is not None:
         try:
-            run = client.get_run(search_run_id)
-        except MlflowException:
-            ids = [exp.experiment_id] if exp else [e.experiment_id for e in _experiments(client)]
-            recent = _recent_searches(client, ids, 5)
+            run = store.get_run(search_run_id)
+        except RunNotFound:
+            ids = [exp.experiment_id] if exp else [e.experiment_id for e in store.experiments()]
+            recent = _recent_searches(store, ids, 5)
             hint = f"; recent search runs: {_describe(recent)}" if recent else ""
-            raise TrackingError(f"no run {search_run_id!r} in {_uri(client)}{hint}") from None
+            raise TrackingError(f"no run {search_run_id!r} in {store.tracking_uri}{hint}") from None
         if not _is_search(run):
             role = run.data.tags.get(names.TAG_ROLE)
             parent = run.data.tags.get(names.TAG_PARENT)
@@ -98,10 +90,10 @@ def find_search(client: MlflowClient, experiment: str | None,
             raise TrackingError(f"search run {search_run_id!r} is not in experiment "
                                 f"{experiment!r}; drop --experiment or pass its experiment")
         return run
-    ids = [exp.experiment_id] if exp else [e.experiment_id for e in _experiments(client)]
-    recent = _recent_searches(client, ids, 1)
+    ids = [exp.experiment_id] if exp else [e.experiment_id for e in store.experiments()]
+    recent = _recent_searches(store, ids, 1)
     if not recent:
-        where = f"experiment {experiment!r}" if exp else _uri(client)
+        where = f"experiment {experiment!r}" if exp else store.tracking_uri
         raise TrackingError(f"no tunetrack search runs in {where}; "
                             "run 'tunetrack search PIPELINE' first")
     return recent[0]
@@ -147,36 +139,26 @@ def _status(run: Run) -> str:
     return {"FINISHED": "completed"}.get(run.info.status, run.info.status.lower())
 
 
-def load_trials(client: MlflowClient, search_run: Run, *, where: str | None = None,
-                order_by: list[str] | None = None, max_results: int | None = None) -> pd.DataFrame:
+def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run, *,
+                where: str | None = None, order_by: list[str] | None = None,
+                max_results: int | None = None) -> pd.DataFrame:
     """One row per trial of ``search_run``; ``where`` (MLflow syntax) is ANDed in the store."""
     import pandas as pd
-    from mlflow.entities import ViewType
-    from mlflow.exceptions import MlflowException
+
+    from .storeread import QueryError
 
     objective, _ = search_objective(search_run)
-    query = f"tags.{names.TAG_PARENT} = '{search_run.info.run_id}'"
-    if where and where.strip():
-        query += f" and {where.strip()}"
-    runs: list[Run] = []
-    token = None
-    while max_results is None or len(runs) < max_results:
-        size = PAGE_SIZE if max_results is None else min(PAGE_SIZE, max_results - len(runs))
-        try:
-            page = client.search_runs([search_run.info.experiment_id], query,
-                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=size,
-                                      order_by=order_by, page_token=token)
-        except MlflowException as exc:
-            raise TrackingError(
-                f"cannot filter trials with --where {where!r}: {exc.message}; use MLflow's "
-                "syntax, e.g. \"params.optimizer = 'adam' and metrics.best_val_accuracy > 0.9\" "
-                "(quote names with dots: params.`blocks.1.filters`)" if where else
-                f"cannot list the trials of search {search_run.info.run_id}: {exc.message}"
-            ) from None
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    try:
+        runs = _reader(client).tagged(
+            [search_run.info.experiment_id], names.TAG_PARENT, search_run.info.run_id,
+            order=order_by[0] if order_by else None, max_results=max_results, where=where)
+    except QueryError as exc:
+        raise TrackingError(
+            f"cannot filter trials with --where {where!r}: {exc}; use MLflow's "
+            "syntax, e.g. \"params.optimizer = 'adam' and metrics.best_val_accuracy > 0.9\" "
+            "(quote names with dots: params.`blocks.1.filters`)" if where else
+            f"cannot list the trials of search {search_run.info.run_id}: {exc}"
+        ) from None
     # Trial order, so ties in any later sort fall in the order tried (``order_by`` only
     # chooses which runs come back when ``max_results`` cuts the list).
     runs.sort(key=lambda r: _natural(r.data.tags.get(names.TAG_TRIAL_ID, "")))
@@ -338,31 +320,31 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
 def compare(experiment: str | None = None, search: str | None = None, top: int | None = None,
             sort: str | None = None, where: str | None = None, fmt: str = "table") -> str:
     """The ``tunetrack compare`` command: the chosen search's trials rendered as ``fmt``."""
-    from .tracking import client as tracking_client
+    from .storeread import reader
 
     if fmt not in FORMATS:
         raise TrackingError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
                             f"formats: {allowed_list(FORMATS)}")
-    mlclient = tracking_client()
-    search_run = find_search(mlclient, experiment, search)
+    store = reader(where)  # SQLite read directly unless MLflow must parse ``where``
+    search_run = find_search(store, experiment, search)
     objective, direction = search_objective(search_run)
     if top and not sort:
         # The default order is the store's too: ask it for the K best only (a search of 1,000
         # trials then transfers 20 runs, not 1,000). Trials without the metric sort last.
         order = f"metrics.`best_{objective}` {'DESC' if direction == 'max' else 'ASC'}"
-        df = load_trials(mlclient, search_run, where=where, order_by=[order], max_results=top)
-        of = "the best"
+        df = load_trials(store, search_run, where=where, order_by=[order], max_results=top)
     else:
-        df = load_trials(mlclient, search_run, where=where)
-        of = f"of {len(df)}"
+        df = load_trials(store, search_run, where=where)
     text = compare_table(df, objective=objective, direction=direction, top=top, sort=sort,
                          fmt=fmt)
     if fmt != "table":
         return text
     shown = min(len(df), top) if top else len(df)
+    which = (f"the best {shown}" if top and not sort else
+             f"{shown} of {len(df)}" if top else f"{len(df)}")
     filtered = f" matching {where!r}" if where else ""
     caption = (f"search {search_run.info.run_name} ({search_run.info.run_id}): "
-               f"{shown} {of} trials{filtered}, by {objective} ({direction})")
+               f"{which} trials{filtered}, by {objective} ({direction})")
     if df.empty:
         return f"{caption}\n(no trials)"
     return f"{caption}\n{text}"
