@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 keras = pytest.importorskip("keras")
 
 from tunetrack import families  # noqa: E402
-from tunetrack.catalog import ACTIVATIONS, FAMILIES, OPTIMIZERS, defaults  # noqa: E402
+from tunetrack.catalog import ACTIVATIONS, FAMILIES, FLIPS, OPTIMIZERS, defaults  # noqa: E402
 from tunetrack.errors import CandidateRejected  # noqa: E402
 from tunetrack.plan import Plan, plan_candidate  # noqa: E402
 
@@ -60,6 +60,9 @@ network = st.fixed_dictionaries({
     "activation": st.sampled_from(ACTIVATIONS), "batch_norm": st.booleans(),
     "dropout": st.sampled_from([0.0, 0.25]), "leaky_relu_slope": st.sampled_from([0.1, 0.3]),
     "l2": st.sampled_from([0.0, 1e-4])})
+augment = st.fixed_dictionaries({
+    "augment_translate": st.sampled_from([0.0, 0.1]), "augment_rotate": st.sampled_from([0.0, 15.0]),
+    "augment_zoom": st.sampled_from([0.0, 0.2]), "augment_flip": st.sampled_from(FLIPS)})
 # sides that 2x2 pooling keeps whole, mixed with any side, so most conv candidates get built
 sides = st.one_of(st.sampled_from([4, 8, 12, 16]), st.integers(3, 20))
 images = st.tuples(sides, sides, st.integers(1, 3))
@@ -79,6 +82,8 @@ def dense_layers(draw, cand: dict, max_count: int = 3) -> dict:
 def dense_candidates(draw):
     family = draw(st.sampled_from(DENSE_FAMILIES))
     cand = defaults(family)
+    if not FAMILIES[family].features:
+        cand.update(draw(augment))
     if "dense" in FAMILIES[family].groups:
         cand.update(draw(network))
         cand = draw(dense_layers({k: v for k, v in cand.items() if not k.startswith("dense")}))
@@ -92,6 +97,7 @@ def dense_candidates(draw):
 def conv_candidates(draw, family: str):
     cand = {k: v for k, v in defaults(family).items() if not k.startswith(("blocks", "dense"))}
     cand.update(draw(network))
+    cand.update(draw(augment))
     blocks = draw(st.integers(1, 3))
     cand["blocks"] = blocks
     for i in range(1, blocks + 1):
@@ -215,6 +221,28 @@ def test_leaky_relu_uses_the_slope():
     cand = {**defaults("mlp"), "dense.1.activation": "leaky_relu", "leaky_relu_slope": 0.3}
     model = families.build_model("mlp", cand, (4, 4, 1), 2)
     assert model.get_layer("dense.1.act").negative_slope == pytest.approx(0.3)
+
+
+def test_augmentation_runs_in_training_only():
+    """Random shifts, turns, zooms and flips change what fit() sees, never a prediction."""
+    cand = {**defaults("cnn"), "augment_translate": 0.25, "augment_rotate": 20.0,
+            "augment_zoom": 0.2, "augment_flip": "horizontal"}
+    plan = plan_candidate("cnn", cand, (8, 8, 1), 3)
+    names = [lp.name for lp in plan.layers if lp.kind == "augment"]
+    assert names == ["augment.translate", "augment.rotate", "augment.zoom", "augment.flip"]
+    assert plan.total_params == plan_candidate("cnn", defaults("cnn"), (8, 8, 1), 3).total_params
+    model = families.build_model("cnn", cand, (8, 8, 1), 3)
+    assert isinstance(model.get_layer("augment.rotate"), keras.layers.RandomRotation)
+    assert model.get_layer("augment.rotate").factor == pytest.approx((-20 / 360, 20 / 360))
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=False))
+
+
+def test_feature_families_take_no_augmentation():
+    assert "augment_translate" in FAMILIES["cnn"].keys
+    assert not [k for name in FEATURE_FAMILIES for k in FAMILIES[name].keys
+                if k.startswith("augment")]
 
 
 def test_input_shape_and_identity_featurize():

@@ -122,6 +122,15 @@ ERRORS = [
      r"\(did you mean 'filters'\?\); allowed: 'count', 'filters'"),
     ("family: mlp\nblocks: {count: 2}\n",
      r"space.yaml:2: blocks: family 'mlp' has no key 'blocks' \(it applies to cnn, vgg, resnet\)"),
+    ("family: hog\naugment_translate: 0.1\n",
+     r"space.yaml:2: augment_translate: family 'hog' has no key 'augment_translate' \(it applies "
+     r"to linear, softmax, mlp, cnn, vgg, resnet\)"),
+    ("family: cnn\naugment_flip: sideways\n",
+     r"space.yaml:2: augment_flip: unknown augment_flip 'sideways'; allowed: 'none', "
+     r"'horizontal'"),
+    ("family: cnn\naugment_rotate: {float: [0, 200]}\n",
+     r"space.yaml:2: augment_rotate: max 200.0 is out of range: augment_rotate must be >= 0.0 "
+     r"and <= 180.0"),
     ("family: linear\ndropuot: 0.1\n",
      r"dropuot: family 'linear' has no key|dropuot: unknown key 'dropuot'"),
     ("family: mlp\ndropuot: 0.1\n",

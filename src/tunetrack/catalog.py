@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 POOLINGS = ("max", "avg", "none")
 PADDINGS = ("valid", "same")
 LINEAR_LOSSES = ("squared_error", "cross_entropy")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,19 @@ NETWORK = {
     "batch_norm": Key(bool, False, help="batch normalization after each conv/dense layer"),
 }
 
+# Random augmentation of the training images, inside the model: Keras's random layers are active
+# in fit() only, so validation, test and served predictions see the images unchanged. Pixel
+# families only (a feature family's extractor runs before the model). 0 / "none" is off.
+AUGMENT = {
+    "augment_translate": Key(float, 0.0, low=0.0, high=1.0, high_open=True,
+                             help="random shift up to this fraction of height and width"),
+    "augment_rotate": Key(float, 0.0, low=0.0, high=180.0,
+                          help="random rotation up to this many degrees either way"),
+    "augment_zoom": Key(float, 0.0, low=0.0, high=1.0, high_open=True,
+                        help="random zoom in or out up to this fraction"),
+    "augment_flip": Key(str, "none", choices=FLIPS, help="random mirroring"),
+}
+
 DENSE = Group({
     "units": Key(int, 64, low=1),
     "activation": Key(str, "relu", choices=ACTIVATIONS, inherit="activation"),
@@ -107,7 +121,8 @@ class FamilySchema:
 
 def _schema(name: str, keys: dict, groups: dict, *, features: bool = False,
             help: str = "") -> FamilySchema:
-    return FamilySchema(name, {**TRAINING, **keys}, groups, features, help)
+    augment = {} if features else AUGMENT
+    return FamilySchema(name, {**TRAINING, **augment, **keys}, groups, features, help)
 
 
 FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (

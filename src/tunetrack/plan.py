@@ -218,6 +218,17 @@ class _Planner:
     def input(self, shape: tuple[int, ...]) -> str:
         return self._add(LayerSpec("input", "input", (), {"shape": shape}), shape)
 
+    def augment(self) -> None:
+        """The active random-augmentation layers: shape unchanged, no parameters, no FLOPs
+        counted (they run in training only)."""
+        for key in ("translate", "rotate", "zoom", "flip"):
+            value = self.cand.get(f"augment_{key}")
+            if value in (None, 0, 0.0, "none"):
+                continue
+            spec = LayerSpec(f"augment.{key}", "augment", (self.last,),
+                             {"op": key, "factor": value})
+            self._add(spec, self.shapes[self.last])
+
     def _sides(self, src: str, name: str, size: Any) -> tuple[int, int]:
         (h, w, _), label = self.shapes[src], _label(name)
         if h == w:
@@ -388,6 +399,8 @@ def plan_layers(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
                          f" input, got {input_shape}")
     p = _Planner(_Candidate(family, candidate))
     p.input(input_shape)
+    if not features:
+        p.augment()
     if family in ("cnn", "vgg"):
         (_cnn if family == "cnn" else _vgg)(p)
     elif family == "resnet":

@@ -46,6 +46,8 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
     if spec.kind == "avg_pool":
         return keras.layers.AveragePooling2D(c["size"], strides=c["stride"], padding="valid",
                                              name=name)
+    if spec.kind == "augment":
+        return _augment(c["op"], c["factor"], name)
     if spec.kind == "dropout":
         return keras.layers.Dropout(c["rate"], name=name)
     if spec.kind == "flatten":
@@ -55,6 +57,20 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
     if spec.kind == "add":
         return keras.layers.Add(name=name)
     raise ValueError(f"layer {name!r}: unknown spec kind {spec.kind!r}")
+
+
+def _augment(op: str, factor: Any, name: str) -> keras.layers.Layer:
+    """Keras's random preprocessing layers: identity outside ``fit`` (``training=False``)."""
+    if op == "flip":
+        return keras.layers.RandomFlip(str(factor), name=name)
+    f = float(factor)
+    if op == "translate":
+        return keras.layers.RandomTranslation(f, f, fill_mode="constant", name=name)
+    if op == "rotate":  # degrees in the space; Keras takes a fraction of a full turn
+        return keras.layers.RandomRotation(f / 360.0, fill_mode="constant", name=name)
+    if op == "zoom":
+        return keras.layers.RandomZoom(f, f, fill_mode="constant", name=name)
+    raise ValueError(f"layer {name!r}: unknown augmentation {op!r}")
 
 
 def build_model(family: str, candidate: Mapping[str, Any], input_shape: tuple[int, ...],
