@@ -61,7 +61,8 @@ network = st.fixed_dictionaries({
     "dropout": st.sampled_from([0.0, 0.25]), "leaky_relu_slope": st.sampled_from([0.1, 0.3]),
     "l2": st.sampled_from([0.0, 1e-4])})
 augment = st.fixed_dictionaries({
-    "augment_translate": st.sampled_from([0.0, 0.1]), "augment_rotate": st.sampled_from([0.0, 15.0]),
+    "augment_translate": st.sampled_from([0.0, 0.1]),
+    "augment_rotate": st.sampled_from([0.0, 15.0]),
     "augment_zoom": st.sampled_from([0.0, 0.2]), "augment_flip": st.sampled_from(FLIPS)})
 # sides that 2x2 pooling keeps whole, mixed with any side, so most conv candidates get built
 sides = st.one_of(st.sampled_from([4, 8, 12, 16]), st.integers(3, 20))
