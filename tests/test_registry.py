@@ -306,6 +306,47 @@ def test_dry_run_registers_nothing_and_top_k_judges_several(searches: Searches, 
     assert promotion_history(EXPERIMENT, "digits-e") == []
 
 
+def test_ensemble_of_the_best_trials_is_one_registered_classifier(searches: Searches, mlclient):
+    import mlflow
+    import pandas as pd
+
+    from tunetrack.registry import promote, promotion_history
+    from tunetrack.serving import EnsembleClassifier, load_classifier
+
+    with pytest.raises(TrackingError, match=r"an ensemble of 3 needs 3 completed trials with "
+                                            r"best_val_accuracy; search \w+ has 2"):
+        promote(EXPERIMENT, "digits-h", search=searches.good, ensemble=3)
+    with pytest.raises(TrackingError, match=r"choose --top .* or --ensemble .*, not both"):
+        promote(EXPERIMENT, "digits-h", search=searches.good, ensemble=2, top=2)
+
+    result = promote(EXPERIMENT, "digits-h", search=searches.good, ensemble=2)
+    linear_run, mlp_run = searches.trials[searches.good][0], searches.trials[searches.good][2]
+    assert [e.run_id for e in result.members] == [mlp_run, linear_run]  # by validation
+    assert result.winner.run_id == f"{mlp_run},{linear_run}"
+    assert result.winner.family == "mlp+linear"
+    assert result.lines()[0].endswith("ensemble of the 2 best trials by best_val_accuracy "
+                                      "(mlp+linear), probabilities averaged")
+    version = mlclient.get_model_version_by_alias("digits-h", "champion")
+    assert version.tags["tunetrack.ensemble"] == "2"
+    assert version.run_id == result.decision_run_id  # the ensemble lives in its decision run
+    assert promotion_history(EXPERIMENT, "digits-h")[0]["trial_id"] == "03+01"
+
+    ensemble = load_classifier("models:/digits-h@champion")
+    assert isinstance(ensemble, EnsembleClassifier) and len(ensemble.members) == 2
+    x = searches.dataset.x_test
+    members = [load_classifier(f"runs:/{run}/model") for run in (mlp_run, linear_run)]
+    expected = np.mean([m.probabilities(x) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.probabilities(x), expected, rtol=1e-5, atol=1e-6)
+    accuracy = float(np.mean(expected.argmax(axis=1) == searches.dataset.y_test))
+    assert result.test_accuracy == pytest.approx(accuracy)
+
+    images = write_digit_pngs(searches.root / "pngs-h", searches.dataset, 10)
+    out = mlflow.pyfunc.load_model("models:/digits-h@champion").predict(
+        pd.DataFrame({"image": [_b64(p) for p, _ in images]}))
+    best = expected[:10].argmax(axis=1)
+    assert list(out["class"]) == [searches.dataset.class_names[i] for i in best]
+
+
 def test_latest_search_is_the_default_and_loss_metrics_rank_low_first(searches: Searches,
                                                                       mlclient):
     from tunetrack.registry import promote

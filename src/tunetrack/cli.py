@@ -194,10 +194,11 @@ def compare(experiment: str | None, search_id: str | None, top: int | None, sort
 @click.option("--search", "search_id", metavar="RUN_ID", help="The search (parent) run; default: the experiment's latest.")
 @click.option("--metric", default="val_accuracy", show_default=True, help="Validation metric that picks the best trial.")
 @click.option("--min-test-accuracy", type=click.FloatRange(0, 1), help="Refuse a model below this test accuracy.")
-@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluate the K best trials on the test split.")
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluate the K best trials on the test split; the best on test is registered.")
+@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True, help="Register the K best trials (by --metric) as one model averaging their probabilities.")
 @click.option("--dry-run", is_flag=True, help="Evaluate and report; register nothing.")
 def promote(experiment: str, model_name: str, search_id: str | None, metric: str,
-            min_test_accuracy: float | None, top: int, dry_run: bool) -> None:
+            min_test_accuracy: float | None, top: int, ensemble: int, dry_run: bool) -> None:
     """Evaluate the best trial on the sealed test split and make it the registry's champion.
 
     The alias 'champion' moves only if the model passes --min-test-accuracy and does at least
@@ -208,7 +209,8 @@ def promote(experiment: str, model_name: str, search_id: str | None, metric: str
 
     try:
         result = promote_best(experiment, model_name, search=search_id, metric=metric,
-                              min_test_accuracy=min_test_accuracy, top=top, dry_run=dry_run)
+                              min_test_accuracy=min_test_accuracy, top=top, ensemble=ensemble,
+                              dry_run=dry_run)
     except PromotionRefused as refused:
         result = getattr(refused, "result", None)
         for line in result.lines()[:-1] if result else []:  # the last line is the error

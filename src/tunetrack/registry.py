@@ -9,13 +9,13 @@ so :func:`promotion_history` can tell how the champion got there.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import names
 from .errors import DataError, PromotionRefused, TrackingError, did_you_mean
 from .evaluation import Evaluation, evaluate, judge
-from .serving import Classifier
+from .serving import Classifier, EnsembleClassifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,6 +29,7 @@ DATA_CONFIG_FILE = "data_config.json"
 TAG_SEARCH_RUN = "tunetrack.search_run_id"
 TAG_TRIAL_RUN = "tunetrack.trial_run_id"
 TAG_TEST_ACCURACY = "tunetrack.test_accuracy"
+TAG_ENSEMBLE = "tunetrack.ensemble"  # members in the registered classifier (absent: 1)
 # Tags of a promotion (decision) run.
 TAG_DECISION = "tunetrack.decision"
 TAG_MODEL_NAME = "tunetrack.model_name"
@@ -57,6 +58,7 @@ class PromotionResult:
     champion_test_accuracy: float | None = None
     champion_score_source: str | None = None  # "re-evaluated" | "recorded"
     decision_run_id: str | None = None
+    members: list[Evaluation] = field(default_factory=list)  # an ensemble's trials
 
     @property
     def test_accuracy(self) -> float:
@@ -64,9 +66,16 @@ class PromotionResult:
 
     def lines(self) -> list[str]:
         w = self.winner
-        out = [f"search {self.search_run_id}: trial {w.trial_id} (run {w.run_id}, {w.family}) "
-               f"best_{self.metric} {w.selection_score:.4f}"]
-        if len(self.candidates) > 1:
+        if self.members:
+            out = [f"search {self.search_run_id}: ensemble of the {len(self.members)} best "
+                   f"trials by best_{self.metric} ({w.family}), probabilities averaged"]
+            out += [f"  member trial {e.trial_id} (run {e.run_id}): best_{self.metric} "
+                    f"{e.selection_score:.4f}, test accuracy {e.test_accuracy:.4f}"
+                    for e in self.members]
+        else:
+            out = [f"search {self.search_run_id}: trial {w.trial_id} (run {w.run_id}, "
+                   f"{w.family}) best_{self.metric} {w.selection_score:.4f}"]
+        if len(self.candidates) > 1 and not self.members:
             out += [f"  candidate trial {e.trial_id}: test accuracy {e.test_accuracy:.4f}"
                     for e in self.candidates]
         out.append(f"test accuracy {w.test_accuracy:.4f}, test loss {w.test_loss:.4f}")
@@ -225,26 +234,32 @@ def _register(mlclient: MlflowClient, model_name: str, model_uri: str, tags: dic
     return mlflow.register_model(model_uri, model_name, tags=tags)
 
 
+def _decision_run(mlclient: MlflowClient, experiment_id: str, model_name: str) -> str:
+    run = mlclient.create_run(experiment_id, run_name=f"promote-{model_name}-"
+                                                      f"{time.strftime('%Y%m%d-%H%M%S')}",
+                              tags={names.TAG_ROLE: names.ROLE_PROMOTION})
+    return run.info.run_id
+
+
 def _record_decision(mlclient: MlflowClient, experiment_id: str, result: PromotionResult,
-                     min_test_accuracy: float | None) -> str:
+                     min_test_accuracy: float | None, run_id: str | None = None) -> str:
+    """Fill the decision run (created here unless ``run_id`` already holds the ensemble)."""
     from .tracking import RunLogger
 
     w = result.winner
-    run = mlclient.create_run(experiment_id, run_name=f"promote-{result.model_name}-"
-                                                      f"{time.strftime('%Y%m%d-%H%M%S')}",
-                              tags={names.TAG_ROLE: names.ROLE_PROMOTION})
-    log = RunLogger(mlclient, run.info.run_id)
+    run_id = run_id or _decision_run(mlclient, experiment_id, result.model_name)
+    log = RunLogger(mlclient, run_id)
     log.tags({TAG_DECISION: result.decision, TAG_MODEL_NAME: result.model_name,
               TAG_MODEL_VERSION: result.version, TAG_ALIAS: result.alias,
               TAG_SEARCH_RUN: result.search_run_id, TAG_TRIAL_RUN: w.run_id,
               names.TAG_TRIAL_ID: w.trial_id, TAG_CHAMPION_VERSION: result.champion_version,
               TAG_CHAMPION_SCORE: result.champion_score_source, names.TAG_REASON: result.reason})
     log.params({"metric": result.metric, "min_test_accuracy": min_test_accuracy,
-                "candidates": len(result.candidates)})
+                "candidates": len(result.candidates), "ensemble": len(result.members) or 1})
     log.metrics({"test_accuracy": w.test_accuracy, "test_loss": w.test_loss,
                  "champion_test_accuracy": result.champion_test_accuracy})
     log.flush()
-    mlclient.log_dict(run.info.run_id, {
+    mlclient.log_dict(run_id, {
         "decision": result.decision, "model_name": result.model_name, "version": result.version,
         "search_run_id": result.search_run_id, "trial_run_id": w.run_id,
         "trial_id": w.trial_id, "test_accuracy": w.test_accuracy,
@@ -253,18 +268,20 @@ def _record_decision(mlclient: MlflowClient, experiment_id: str, result: Promoti
         "candidates": [{"trial_id": e.trial_id, "run_id": e.run_id,
                         "test_accuracy": e.test_accuracy} for e in result.candidates]},
         "decision.json")
-    mlclient.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+    mlclient.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 # --------------------------------------------------------------------------- promote
 
 def promote(experiment: str, model_name: str, *, search: str | None = None,
             metric: str = "val_accuracy", min_test_accuracy: float | None = None, top: int = 1,
-            dry_run: bool = False) -> PromotionResult:
+            ensemble: int = 1, dry_run: bool = False) -> PromotionResult:
     """Judge a search's best trial on its sealed test split and register it.
 
     ``top`` K: the K best trials by ``best_<metric>`` are evaluated and the best on test wins.
+    ``ensemble`` K: the K best trials by ``best_<metric>`` become one classifier that averages
+    their probabilities (chosen on validation alone; the test split only judges the result).
     Alias ``champion`` moves to the new version only if it reaches ``min_test_accuracy`` and
     at least the current champion's test accuracy; else the version becomes ``challenger`` and
     :class:`PromotionRefused` (exit 1, with ``.result``) says why. ``dry_run`` evaluates and
@@ -274,6 +291,11 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
 
     if top < 1:
         raise TrackingError(f"top must be at least 1, got {top}")
+    if ensemble < 1:
+        raise TrackingError(f"ensemble must be at least 1, got {ensemble}")
+    if ensemble > 1 and top > 1:
+        raise TrackingError("choose --top (the best of K trials on test) or --ensemble (the K "
+                            "best trials averaged), not both")
     if min_test_accuracy is not None and not 0.0 <= min_test_accuracy <= 1.0:
         raise TrackingError(f"min_test_accuracy must be within [0, 1], got {min_test_accuracy}")
     mlclient = client()
@@ -283,14 +305,22 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     search_run = _search_run(mlclient, experiment_id, experiment, search)
     search_id = search_run.info.run_id
     metric = metric[len("best_"):] if metric.startswith("best_") else metric
-    ranked = _ranked_trials(mlclient, experiment_id, search_id, metric)[:top]
+    ranked = _ranked_trials(mlclient, experiment_id, search_id, metric)[:max(top, ensemble)]
+    if len(ranked) < ensemble:
+        raise TrackingError(f"an ensemble of {ensemble} needs {ensemble} completed trials with "
+                            f"best_{metric}; search {search_id} has {len(ranked)}")
     dataset = _sealed_test_data(search_run)
 
     judged = [judge(mlclient, run, dataset, f"best_{metric}") for run in ranked]
-    best = max(range(len(judged)), key=lambda i: (judged[i][0].test_accuracy, -i))
-    winner, classifier = judged[best]
+    members: list[Evaluation] = []
+    if ensemble > 1:
+        members = [e for e, _ in judged]
+        winner, classifier = _ensemble(judged, dataset)
+    else:
+        best = max(range(len(judged)), key=lambda i: (judged[i][0].test_accuracy, -i))
+        winner, classifier = judged[best]
     result = PromotionResult("dry_run" if dry_run else "promoted", model_name, search_id, winner,
-                             [e for e, _ in judged], reason="", metric=metric)
+                             [e for e, _ in judged], reason="", metric=metric, members=members)
 
     champion = None if dry_run and not _has_registry(mlclient) else _champion(mlclient,
                                                                               model_name)
@@ -305,11 +335,15 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
         result.reason = f"dry run, nothing registered: {verdict}"
         return result
 
-    result.model_uri = _log_classifier(classifier, winner.run_id)
+    # A trial's classifier lives in the trial's run; an ensemble's in its decision run.
+    decision_run = _decision_run(mlclient, experiment_id, model_name) if members else None
+    result.model_uri = _log_classifier(classifier, decision_run or winner.run_id)
     tags = {TAG_SEARCH_RUN: search_id, TAG_TRIAL_RUN: winner.run_id,
             names.TAG_TRIAL_ID: winner.trial_id, TAG_TEST_ACCURACY: repr(winner.test_accuracy),
             "tunetrack.test_loss": repr(winner.test_loss),
             names.TAG_DATA_FINGERPRINT: dataset.fingerprint, names.TAG_FAMILY: winner.family}
+    if members:
+        tags[TAG_ENSEMBLE] = str(len(members))
     version = _register(mlclient, model_name, result.model_uri, tags)
     result.version = str(version.version)
     result.alias = CHALLENGER if refusals else CHAMPION
@@ -326,12 +360,26 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
                   if result.champion_version else "the first champion")
         result.reason = (f"'{model_name}' version {result.version} is now '{CHAMPION}' with test "
                          f"accuracy {winner.test_accuracy:.4f}, {before}")
-    result.decision_run_id = _record_decision(mlclient, experiment_id, result, min_test_accuracy)
+    result.decision_run_id = _record_decision(mlclient, experiment_id, result, min_test_accuracy,
+                                              decision_run)
     if refusals:
         error = PromotionRefused(result.reason)
         error.result = result  # type: ignore[attr-defined]
         raise error
     return result
+
+
+def _ensemble(judged: list[tuple[Evaluation, Classifier]], dataset: Dataset
+              ) -> tuple[Evaluation, EnsembleClassifier]:
+    """The members as one classifier, judged on the test split like a single trial; its run
+    and trial ids join the members' (so re-promoting the same ensemble is recognised)."""
+    members = [e for e, _ in judged]
+    classifier = EnsembleClassifier.of([c for _, c in judged])
+    acc, loss, precision, recall, confusion = evaluate(classifier, dataset)
+    return Evaluation(",".join(e.run_id for e in members), "+".join(e.trial_id for e in members),
+                      "+".join(dict.fromkeys(e.family for e in members)),
+                      sum(e.selection_score for e in members) / len(members),
+                      acc, loss, precision, recall, confusion), classifier
 
 
 def _has_registry(mlclient: MlflowClient) -> bool:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,33 @@ class Classifier:
         return out, errors
 
 
+@dataclass
+class EnsembleClassifier(Classifier):
+    """Several trials' classifiers as one: the mean of their class probabilities.
+
+    The members come from one search, so they share the classes, image size and colour mode
+    (``model``/``prep`` are the first member's); each keeps its own feature extraction.
+    """
+
+    members: list[Classifier] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, members: Sequence[Classifier]) -> EnsembleClassifier:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        first = members[0].prep
+        for m in members[1:]:
+            shared = ("class_names", "image_shape", "color_mode")
+            differ = [k for k in shared if getattr(m.prep, k) != getattr(first, k)]
+            if differ:
+                raise TrackingError(f"ensemble members differ in {allowed_list(differ)}: "
+                                    f"they must come from one search's data")
+        return cls(members[0].model, first, list(members))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return np.mean([m.probabilities(images) for m in self.members], axis=0)
+
+
 def _materialise(value: Any, spill: Path) -> str:
     """A path to decode for one input cell: the path itself, or the decoded bytes spilled to a
     file, so decoding is exactly :func:`tunetrack.data.load_images`."""
@@ -174,16 +201,21 @@ def _materialise(value: Any, spill: Path) -> str:
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: DataFrame column ``image`` (base64 image bytes or a path) in, DataFrame
-    ``class, probability`` out. Artifacts: ``keras_model`` (.keras file) and ``preprocessing``."""
+    ``class, probability`` out. Artifacts: ``keras_model`` (.keras file) and ``preprocessing``;
+    an ensemble adds ``keras_model_1``, ``preprocessing_1`` and so on, one pair per member."""
 
     classifier: Classifier | None = None
 
     def load_context(self, context: Any) -> None:
         import keras
 
-        prep = json.loads(Path(context.artifacts["preprocessing"]).read_text())
-        model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        self.classifier = Classifier(model, Preprocessing.from_dict(prep))
+        members = []
+        for suffix in _member_suffixes(context.artifacts):
+            prep = json.loads(Path(context.artifacts[f"preprocessing{suffix}"]).read_text())
+            model = keras.saving.load_model(context.artifacts[f"keras_model{suffix}"],
+                                            compile=False)
+            members.append(Classifier(model, Preprocessing.from_dict(prep)))
+        self.classifier = members[0] if len(members) == 1 else EnsembleClassifier.of(members)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -203,6 +235,14 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(f"{len(errors)} of {len(column)} input(s) are not images: "
                                   + "; ".join(errors), INVALID_PARAMETER_VALUE)
         return out
+
+
+def _member_suffixes(artifacts: dict[str, str]) -> list[str]:
+    """``""`` for the first member, then ``"_1"``, ``"_2"``… while the artifacts have them."""
+    suffixes = [""]
+    while f"keras_model_{len(suffixes)}" in artifacts:
+        suffixes.append(f"_{len(suffixes)}")
+    return suffixes
 
 
 def _signature() -> Any:
@@ -235,8 +275,8 @@ set_model(ImageClassifierModel())
 """
 
 
-def log_classifier(run_id: str, classifier: Classifier) -> str:
-    """Log the pyfunc ``classifier`` to a (trial) run; returns the logged model's URI.
+def log_classifier(run_id: str, classifier: Classifier, name: str = CLASSIFIER) -> str:
+    """Log the pyfunc ``classifier`` (or ensemble) to a run; returns the logged model's URI.
 
     Logged as models-from-code (a three-line script naming :class:`ImageClassifierModel`)
     rather than a cloudpickle, so loading never unpickles code.
@@ -245,19 +285,24 @@ def log_classifier(run_id: str, classifier: Classifier) -> str:
 
     import mlflow
 
+    members = classifier.members if isinstance(classifier, EnsembleClassifier) else [classifier]
     with tempfile.TemporaryDirectory(prefix="tunetrack-package-") as tmp:
-        keras_path = Path(tmp) / "model.keras"
-        classifier.model.save(keras_path)
-        prep_path = Path(tmp) / PREPROCESSING_FILE
-        prep_path.write_text(json.dumps(classifier.prep.to_dict(), indent=2))
+        artifacts = {}
+        for i, member in enumerate(members):
+            suffix = f"_{i}" if i else ""
+            keras_path = Path(tmp) / f"model{suffix}.keras"
+            member.model.save(keras_path)
+            prep_path = Path(tmp) / f"preprocessing{suffix}.json"
+            prep_path.write_text(json.dumps(member.prep.to_dict(), indent=2))
+            artifacts |= {f"keras_model{suffix}": str(keras_path),
+                          f"preprocessing{suffix}": str(prep_path)}
         code_path = Path(tmp) / "tunetrack_classifier.py"
         code_path.write_text(_MODEL_CODE)
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             # an input example would make MLflow load and run the model once more
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = mlflow.pyfunc.log_model(
-                name=CLASSIFIER, python_model=str(code_path),
-                artifacts={"keras_model": str(keras_path), "preprocessing": str(prep_path)},
+                name=name, python_model=str(code_path), artifacts=artifacts,
                 signature=_signature(), pip_requirements=pip_requirements())
     return info.model_uri
 
@@ -415,7 +460,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
         return 130
 
 
-__all__ = ["CLASSIFIER", "Classifier", "FORMATS", "IMAGE_COLUMN", "ImageClassifierModel",
-           "KERAS_MODEL", "PREPROCESSING_FILE", "Preprocessing", "classifier_uri",
-           "image_files", "load_classifier", "log_classifier", "pip_requirements", "predict",
-           "serve", "serve_command", "softmax"]
+__all__ = ["CLASSIFIER", "Classifier", "EnsembleClassifier", "FORMATS", "IMAGE_COLUMN",
+           "ImageClassifierModel", "KERAS_MODEL", "PREPROCESSING_FILE", "Preprocessing",
+           "classifier_uri", "image_files", "load_classifier", "log_classifier",
+           "pip_requirements", "predict", "serve", "serve_command", "softmax"]
