@@ -127,3 +127,25 @@ def test_axis_positions():
 def test_parallel_coordinates_single_trial():
     one = trials_frame().iloc[:1]
     assert png(plots.parallel_coordinates(one, ["learning_rate"], "val_accuracy")).startswith(PNG)
+
+
+def test_background_uploads_are_waited_for_and_their_errors_kept():
+    import time
+
+    from tunetrack.artifacts import BackgroundUploads
+
+    uploads, done = BackgroundUploads(), []
+
+    def slow(value):
+        time.sleep(0.2)
+        done.append(value)
+
+    def broken():
+        raise OSError("disk full")
+
+    uploads.submit(slow, 1)
+    uploads.submit(broken)
+    uploads.submit(slow, 2)
+    assert uploads.drain() == ["broken: OSError: disk full"]
+    assert done == [1, 2]  # in order, all finished when drain returns
+    assert uploads.drain() == []

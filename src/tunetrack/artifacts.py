@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -55,12 +58,55 @@ def keras_ops_numpy(tensor: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
-def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
-              x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any]) -> None:
-    """The artifacts of one trained trial: model, architecture, preprocessing, plots."""
-    import logging
+class BackgroundUploads:
+    """One thread that draws and uploads a trial's figures while the next trial trains.
 
-    from . import plots
+    Drawing and saving two PNGs is ~0.3-0.5 s of a trial's fixed cost; the training that
+    follows leaves a core idle for it. A trial's run is FINISHED before its figures land, so
+    :meth:`drain` is called before a search returns; a failed upload is kept in ``errors`` (a
+    missing picture must not fail a search), and a process killed with ``kill -9`` loses at most
+    the figures of its last trial.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="tunetrack-uploads",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - reported by drain(), never fatal
+                self.errors.append(f"{getattr(fn, '__name__', fn)}: {type(exc).__name__}: {exc}")
+
+    def drain(self) -> list[str]:
+        """Wait for every submitted upload; returns (and clears) the errors so far."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        errors, self.errors = self.errors, []
+        return errors
+
+
+def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
+              x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any],
+              uploads: BackgroundUploads | None = None) -> None:
+    """The artifacts of one trained trial: model, architecture, preprocessing, plots.
+
+    What needs the model (saving it, the validation predictions) happens now; the figures are
+    drawn and uploaded on ``uploads``' thread when one is given.
+    """
+    import logging
 
     # Each trial's new model retraces predict(); TensorFlow warns about that from trial 6 on.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -69,13 +115,26 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
     client.log_dict(run_id, plan.to_dict(), "architecture.json")
     client.log_dict(run_id, preprocessing, "preprocessing.json")
     log_keras_model(client, run_id, model, x_val)
-    figure = plots.learning_curve(history.history, list(history.epoch))
-    _log_figure(client, run_id, figure, "plots/learning_curve.png")
     scores = np.concatenate([keras_ops_numpy(model(x_val[i:i + 512], training=False))
                              for i in range(0, len(x_val), 512)])  # eager: no predict() trace
-    figure = plots.confusion_matrix(y_val, scores.argmax(axis=1),
-                                    preprocessing["class_names"])
-    _log_figure(client, run_id, figure, "plots/confusion_matrix.png")
+    args = (client, run_id, {k: list(v) for k, v in history.history.items()},
+            list(history.epoch), np.asarray(y_val), scores.argmax(axis=1),
+            list(preprocessing["class_names"]))
+    if uploads is None:
+        _trial_figures(*args)
+    else:
+        uploads.submit(_trial_figures, *args)
+
+
+def _trial_figures(client: Any, run_id: str, history: dict[str, list[float]],
+                   epochs: list[int], y_val: np.ndarray, predicted: np.ndarray,
+                   class_names: list[str]) -> None:
+    from . import plots
+
+    _log_figure(client, run_id, plots.learning_curve(history, epochs),
+                "plots/learning_curve.png")
+    _log_figure(client, run_id, plots.confusion_matrix(y_val, predicted, class_names),
+                "plots/confusion_matrix.png")
 
 
 def log_search(tracker: Any, run_id: str, result: Any) -> None:
@@ -97,12 +156,11 @@ def log_search(tracker: Any, run_id: str, result: Any) -> None:
 
 
 def _log_figure(client: Any, run_id: str, figure: Any, artifact_file: str) -> None:
-    import matplotlib.pyplot as plt
+    """Upload a pyplot-free Figure (plots.py draws on its own Agg canvas: thread-safe, and
+    nothing to close in pyplot's global registry)."""
+    from .tracking import retry_locked
 
-    try:
-        client.log_figure(run_id, figure, artifact_file)
-    finally:
-        plt.close(figure)
+    retry_locked(client.log_figure, run_id, figure, artifact_file)
 
 
 def to_jsonable(value: Any) -> Any:

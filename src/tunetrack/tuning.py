@@ -148,6 +148,7 @@ class _Search:
         self.stop_reason: str | None = None
         self.running: tuple[TrialRecord, str] | None = None
         self.last_model: Any = None
+        self.uploads: Any = None  # artifacts.BackgroundUploads, made by the first trained trial
         self._features: dict[tuple, tuple[Any, Any]] = {}
         self.trained = sum(t.status is TrialStatus.COMPLETED for t in self.trials)
 
@@ -322,14 +323,26 @@ class _Search:
         if model is not None:
             from . import artifacts
 
+            if self.uploads is None:
+                self.uploads = artifacts.BackgroundUploads()
             _, x_val = self.inputs(record.candidate)
             artifacts.log_trial(self.tracker, log.run_id, model=model, plan=plan,
                                 history=history, x_val=x_val, y_val=self.dataset.y_val,
-                                preprocessing=self.preprocessing(record.candidate))
+                                preprocessing=self.preprocessing(record.candidate),
+                                uploads=self.uploads)
         self.tracker.end_run(log.run_id, "FINISHED")
         self.trained += 1
         self.last_model = None
         self._finish(record)
+
+    def finish_uploads(self) -> None:
+        """Wait for the figures still being drawn; a failed one is a warning, not a failure."""
+        if self.uploads is None:
+            return
+        import logging
+
+        for error in self.uploads.drain():
+            logging.getLogger("tunetrack").warning("a trial figure was not saved: %s", error)
 
     def kill_running(self, reason: str) -> None:
         """Mark the trial in flight KILLED: no run may stay RUNNING after its process ends."""
@@ -424,6 +437,7 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None, mode: st
                 f"failed trials (tuner.max_consecutive_failures); the last one: {last}") from exc
         raise
     finally:
+        search.finish_uploads()
         search.kill_running(failure or "search ended")
         result = SearchResult(pipeline, tracker.experiment_id, log.run_id, search.trials,
                               time.perf_counter() - search.start, status, search.stop_reason,

@@ -294,6 +294,7 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
         reason = f"interrupted: worker {tuner_id} was stopped"
         return 130
     finally:
+        search.finish_uploads()
         search.kill_running(reason or "worker ended")
         shutil.rmtree(directory, ignore_errors=True)
     return 0
