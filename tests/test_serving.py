@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,7 @@ import pytest
 
 from tunetrack.errors import DataError, TrackingError
 
+from .localhttp import free_port, post_json
 from .test_registry import EXPERIMENT, build_searches, module_store, write_digit_pngs
 
 pytestmark = pytest.mark.slow
@@ -142,26 +142,10 @@ def test_unknown_models_are_tracking_errors(env: Any):
         predict(f"models:/{MODEL}@nope", [env.images[0][0]])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _post(url: str, payload: dict, timeout: float = 30) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
 def test_scoring_server_answers_with_the_class(env: Any, tmp_path: Path):
     from tunetrack.serving import serve_command
 
-    port = _free_port()
+    port = free_port()
     argv, _ = serve_command(f"runs:/{env.trial}/model", "127.0.0.1", port)
     assert f"runs:/{env.trial}/classifier" in argv  # the classifier, not the bare network
     argv, environment = serve_command(CHAMPION_URI, "127.0.0.1", port)
@@ -184,13 +168,13 @@ def test_scoring_server_answers_with_the_class(env: Any, tmp_path: Path):
             time.sleep(0.5)
         path, label = env.images[0]
         image = base64.b64encode(path.read_bytes()).decode()
-        status, body = _post(f"{base}/invocations",
+        status, body = post_json(f"{base}/invocations",
                              {"dataframe_split": {"columns": ["image"], "data": [[image]]}})
         assert status == 200, body
         (prediction,) = body["predictions"]
         assert prediction["class"] == str(label)
         assert 0.0 < prediction["probability"] <= 1.0
-        status, body = _post(f"{base}/invocations", {"dataframe_split": {
+        status, body = post_json(f"{base}/invocations", {"dataframe_split": {
             "columns": ["image"], "data": [[base64.b64encode(b"junk").decode()]]}})
         assert status == 400 and "row 0" in body["message"], body
     finally:  # the server runs in its own session: stop the whole group we started

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +14,9 @@ import pytest
 
 from tunetrack import names
 
+from .localhttp import free_port, post_json
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def test_ui_serves_the_search_runs(store, workdir: Path):
@@ -39,7 +26,7 @@ def test_ui_serves_the_search_runs(store, workdir: Path):
         store.create_run(experiment, tags={names.TAG_PARENT: parent.info.run_id,
                                            names.TAG_ROLE: names.ROLE_TRIAL,
                                            names.TAG_TRIAL_ID: str(i)})
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tunetrack.cli", "ui", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
@@ -57,10 +44,11 @@ def test_ui_serves_the_search_runs(store, workdir: Path):
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "the MLflow UI did not start within 90 s"
             time.sleep(0.5)
-        found = _post(f"{base}/api/2.0/mlflow/runs/search",
-                      {"experiment_ids": [experiment],
-                       "filter": f"tags.`{names.TAG_PARENT}` = '{parent.info.run_id}'"})
-        assert len(found["runs"]) == 3
+        status, found = post_json(f"{base}/api/2.0/mlflow/runs/search",
+                                  {"experiment_ids": [experiment],
+                                   "filter": f"tags.`{names.TAG_PARENT}` = "
+                                             f"'{parent.info.run_id}'"})
+        assert status == 200 and len(found["runs"]) == 3
         with urllib.request.urlopen(base + "/", timeout=10) as response:
             assert b"<html" in response.read().lower()
     finally:
