@@ -9,6 +9,7 @@ it creates the model folder (``FileNotFoundError`` otherwise).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -96,6 +97,28 @@ class BackgroundUploads:
             self._thread = None
         errors, self.errors = self.errors, []
         return errors
+
+
+def warm_up() -> None:
+    """Pay the first-use costs of logging a trial on the uploads thread while trial 1 trains.
+
+    The first ``mlflow.keras.save_model`` of a process spends ~1.2 s checking the model's pip
+    requirements against the installed packages (it maps every installed distribution to its
+    modules, then caches the map); the first figure loads matplotlib and its fonts. A bare
+    keras-tuner search pays neither, so tunetrack pays them where no one waits.
+    """
+    try:
+        import mlflow.keras  # noqa: F401
+        from mlflow.models import infer_signature  # noqa: F401
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        from . import plots
+
+        warn_dependency_requirement_mismatches(model_requirements())
+        figure = plots.learning_curve({"loss": [1.0, 0.5]}, [0, 1])
+        figure.savefig(io.BytesIO(), format="png")
+    except Exception:  # noqa: BLE001 - only a head start: the real calls report real errors
+        return
 
 
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,

@@ -148,7 +148,7 @@ class _Search:
         self.stop_reason: str | None = None
         self.running: tuple[TrialRecord, str] | None = None
         self.last_model: Any = None
-        self.uploads: Any = None  # artifacts.BackgroundUploads, made by the first trained trial
+        self.uploads: Any = None  # artifacts.BackgroundUploads, made by warm_up()
         self._features: dict[tuple, tuple[Any, Any]] = {}
         self.trained = sum(t.status is TrialStatus.COMPLETED for t in self.trials)
 
@@ -323,8 +323,7 @@ class _Search:
         if model is not None:
             from . import artifacts
 
-            if self.uploads is None:
-                self.uploads = artifacts.BackgroundUploads()
+            self.warm_up()
             _, x_val = self.inputs(record.candidate)
             artifacts.log_trial(self.tracker, log.run_id, model=model, plan=plan,
                                 history=history, x_val=x_val, y_val=self.dataset.y_val,
@@ -334,6 +333,14 @@ class _Search:
         self.trained += 1
         self.last_model = None
         self._finish(record)
+
+    def warm_up(self) -> None:
+        """Start the uploads thread on the first-use costs of logging (see artifacts.warm_up)."""
+        if self.uploads is None:
+            from . import artifacts
+
+            self.uploads = artifacts.BackgroundUploads()
+            self.uploads.submit(artifacts.warm_up)
 
     def finish_uploads(self) -> None:
         """Wait for the figures still being drawn; a failed one is a warning, not a failure."""
@@ -424,6 +431,7 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None, mode: st
         searchrun.mark_tuner_state(opened)
         if threading.current_thread() is threading.main_thread():
             install_interrupt_handler()  # again: importing TF/MLflow may have replaced it
+        search.warm_up()
         tuner.search(epochs=pipeline.training.epochs, verbose=0)
     except KeyboardInterrupt:
         status, failure = "KILLED", "interrupted (Ctrl-C)"

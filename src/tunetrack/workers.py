@@ -289,6 +289,7 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
     try:
         tuner = build_tuner(search, directory, overwrite=True)
         install_interrupt_handler(signal.SIGTERM)  # again, after TF and MLflow are imported
+        search.warm_up()
         tuner.search(epochs=pipeline.training.epochs, verbose=0)
     except KeyboardInterrupt:
         reason = f"interrupted: worker {tuner_id} was stopped"
