@@ -22,9 +22,15 @@ def _children(client, experiment_id: str, parent_id: str):
 
 def test_search_records_parent_and_children(store, tiny_pipeline: Path):
     from tunetrack import families
+    from tunetrack.tuners import _custom_gradient_names
     from tunetrack.tuning import run_search
 
+    before = _custom_gradient_names()
     result = run_search(load_pipeline(tiny_pipeline))
+    # each trial's traced train step registers a TF custom gradient holding its whole graph
+    # (~4 MiB); the search drops them after every trial, so memory stays flat over trials
+    assert {k for k in _custom_gradient_names() - before if k.startswith("CustomGradient-")} \
+        == set()
     client = store
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
