@@ -122,7 +122,7 @@ class FamilySchema:
 def _schema(name: str, keys: dict, groups: dict, *, features: bool = False,
             help: str = "") -> FamilySchema:
     augment = {} if features else AUGMENT
-    return FamilySchema(name, {**TRAINING, **augment, **keys}, groups, features, help)
+    return FamilySchema(name, {**TRAINING, **keys, **augment}, groups, features, help)
 
 
 FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (
