@@ -22,8 +22,11 @@ from benchmarks import ROOT, Row, call, check_size, median, spread, store_uri, t
 NAME = "tracking"
 PIPELINE = ROOT / "pipelines" / "digits.yaml"
 GOAL = 1.05
-# trials, epochs, repeats (each repeat runs every variant once, in a rotated order)
-SIZES = {"smoke": (1, 1, 1), "quick": (4, 6, 2), "full": (12, 15, 1)}
+# trials, epochs, repeats (each repeat runs bare and tunetrack once, in a rotated order;
+# autolog, at 2-4x the others, only in the first). On a shared 2-core machine two runs of the
+# same bare search differ by ~10%, so one pair cannot resolve a 5% goal: the figure is the
+# median of several.
+SIZES = {"smoke": (1, 1, 1), "quick": (4, 6, 3), "full": (12, 15, 3)}
 VARIANTS = ("bare", "autolog", "tunetrack")
 
 
@@ -210,6 +213,8 @@ def run(size: str) -> list[Row]:
     try:
         for r in range(repeats):
             order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+            if r:
+                order = tuple(v for v in order if v != "autolog")
             # smoke: one interpreter for all; otherwise a fresh one per variant
             batches = [order] if smoke else [(v,) for v in order]
             for batch in batches:
@@ -230,11 +235,12 @@ def run(size: str) -> list[Row]:
         rows = [
             Row(NAME, "tunetrack run_search wall", tt, "s", bare, "bare keras-tuner",
                 f"<= {GOAL}x bare", tt / bare <= GOAL,
-                f"median of {repeats}: {spread(samples['tunetrack'])}; {work}"),
+                f"median of {len(samples['tunetrack'])}: {spread(samples['tunetrack'])}; {work}"),
             Row(NAME, "keras-tuner + mlflow.keras.autolog wall", auto, "s", bare,
-                "bare keras-tuner", "", None, f"median of {repeats}: {spread(samples['autolog'])}"),
+                "bare keras-tuner", "", None,
+                f"median of {len(samples['autolog'])}: {spread(samples['autolog'])}"),
             Row(NAME, "bare keras-tuner wall", bare, "s", None, "", "", None,
-                f"median of {repeats}: {spread(samples['bare'])}"),
+                f"median of {len(samples['bare'])}: {spread(samples['bare'])}"),
         ]
         if not rows[0].met and not smoke:  # smoke: profile_summary has its own test
             p_trials, p_epochs, _ = SIZES["quick"] if size == "full" else SIZES[size]

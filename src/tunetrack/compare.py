@@ -1,9 +1,10 @@
 """``tunetrack compare``: the trials of one search as a table, straight from the MLflow store.
 
-Only the search's child runs are fetched, with the user's ``--where`` pushed into MLflow's
-``search_runs`` filter, and the table is built from the runs each page returns (no call per run),
-so an experiment with thousands of runs stays fast. MLflow and pandas are imported inside the
-functions, so ``tunetrack --help`` never pays for them.
+Only the search's child runs are fetched (``--top K``: only the K best, ordered in the store;
+``--where``: pushed into MLflow's ``search_runs`` filter), each page whole, with no call per
+run, so an experiment with thousands of runs stays fast. The runs come through
+:mod:`tunetrack.storeread`, which reads the embedded SQLite store without importing MLflow.
+pandas is imported inside the functions, so ``tunetrack --help`` never pays for it.
 """
 
 from __future__ import annotations

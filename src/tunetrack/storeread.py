@@ -100,6 +100,8 @@ class MlflowRuns:
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
 
+        if not experiment_ids:
+            return []
         query = f"tags.`{tag}` = '{value}'"
         if where and where.strip():
             query += f" and {where.strip()}"
