@@ -16,9 +16,7 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 # alembic revisions of MLflow's SQL schema whose run tables this module reads (mlflow 3.17.x).
 KNOWN_SCHEMAS = frozenset({"dc11669786a5"})
@@ -132,10 +130,10 @@ class SqliteRuns:
     @classmethod
     def open(cls, tracking_uri: str) -> SqliteRuns | None:
         """A reader if ``tracking_uri`` is an existing SQLite store of a known schema, else None."""
-        if not tracking_uri.startswith("sqlite:///"):
-            return None
-        path = Path(unquote(tracking_uri[len("sqlite:///"):].split("?", 1)[0]))
-        if not path.is_file():
+        from .tracking import sqlite_path
+
+        path = sqlite_path(tracking_uri)
+        if path is None or not path.is_file():
             return None  # MLflow creates and migrates a new store; leave that to it
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)

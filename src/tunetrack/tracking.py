@@ -36,11 +36,18 @@ def tracking_uri() -> str:
     return f"sqlite:///{store / DB_NAME}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (query string dropped), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0]))
+
+
 def artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps artifacts: beside a SQLite file, else the server's choice."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        db = Path(unquote(uri[len("sqlite:///"):]))
+        db = sqlite_path(uri) or Path(unquote(parsed.path))
         return (db.parent / "artifacts").resolve().as_uri()
     if parsed.scheme in ("", "file"):
         return None

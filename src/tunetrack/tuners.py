@@ -130,8 +130,8 @@ def _custom_gradient_names() -> set[str]:
 def release_trial_graphs(before: set[str]) -> int:
     """Free the traced train step a finished trial leaves in TensorFlow; returns entries dropped.
 
-    Keras's TF optimizer all-reduces gradients through ``tf.distribute``'s replica context even
-    without a strategy; that op is a ``tf.custom_gradient``, which registers a closure under a
+    Keras's TensorFlow optimizer all-reduces gradients through the distribute replica context
+    even without a strategy; that op is a custom gradient, which registers a closure under a
     new ``CustomGradient-<uid>`` name in TF's global gradient registry on every trace. The
     closure holds the traced graph's tensors, so every trial's ``one_step_on_data`` graph (and
     its optimizer and metric branches) stays alive: ~4.4 MiB a trial, ``clear_session()``
