@@ -64,7 +64,7 @@ def table_lines(rows: list[Row]) -> list[str]:
 
 def markdown(rows: list[Row], size: str, errors: dict[str, str], seconds: float,
              load: str = "") -> str:
-    from tunetrack.versioning import git_commit, package_versions
+    from tunetrack.tracking.versioning import git_commit, package_versions
 
     m = machine()
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())

@@ -73,7 +73,8 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
     """In-process: ``compare.compare`` and the equivalent ``mlflow.search_runs``, warm imports."""
     import mlflow
 
-    from tunetrack import compare, names
+    from tunetrack import names
+    from tunetrack.tracking import compare
 
     mlflow.set_tracking_uri(payload["uri"])
     query = f"tags.`{names.TAG_PARENT}` = '{payload['parent']}'"

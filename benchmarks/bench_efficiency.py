@@ -23,8 +23,8 @@ SIZES = {"smoke": (2, 2), "quick": (9, 16), "full": (15, 40)}
 
 def _search(kind: str, trials: int, epochs: int) -> dict[str, Any]:
     from tunetrack.names import TrialStatus
-    from tunetrack.pipeline import load_pipeline
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
+    from tunetrack.space.pipeline import load_pipeline
 
     pipeline = load_pipeline(PIPELINE).override(tuner=kind, max_trials=trials, epochs=epochs,
                                                 experiment=f"bench-{kind}")

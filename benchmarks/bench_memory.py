@@ -55,8 +55,8 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
 
     from benchmarks.bench_tracking import _bare_search
     from tunetrack.names import TrialStatus
-    from tunetrack.pipeline import load_pipeline
-    from tunetrack.progress import Reporter
+    from tunetrack.search.progress import Reporter
+    from tunetrack.space.pipeline import load_pipeline
 
     pipeline = load_pipeline(write_pipeline(Path.cwd(), payload["trials"], payload["epochs"]))
     samples: list[int] = []
@@ -68,7 +68,7 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
 
     start = rss_kib()[0]
     if payload["variant"] == "tunetrack":
-        from tunetrack.tuning import run_search
+        from tunetrack.search.session import run_search
 
         run_search(pipeline, reporter=RssReporter())
     else:

@@ -43,9 +43,9 @@ def sklearn_baselines() -> dict[str, float]:
 def worker(payload: dict[str, Any]) -> dict[str, Any]:
     """The default search (possibly shortened), then ``promote`` through the sealed test split."""
     from tunetrack.errors import PromotionRefused
-    from tunetrack.pipeline import load_pipeline
-    from tunetrack.registry import promote
-    from tunetrack.tuning import run_search
+    from tunetrack.registry.promote import promote
+    from tunetrack.search.session import run_search
+    from tunetrack.space.pipeline import load_pipeline
 
     pipeline = load_pipeline(PIPELINE).override(max_trials=payload["trials"],
                                                 epochs=payload["epochs"])

@@ -29,8 +29,8 @@ def plan_worker(payload: dict[str, Any]) -> dict[str, Any]:
     import sys
 
     from tunetrack.errors import CandidateRejected
-    from tunetrack.plan import check_constraints, plan_candidate
-    from tunetrack.space import load_space
+    from tunetrack.space.language import load_space
+    from tunetrack.space.plan import check_constraints, plan_candidate
 
     space = load_space(SPACE)
     rng = random.Random(payload["seed"])
@@ -53,8 +53,8 @@ def build_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """Build (uncompiled) Keras models for the first ``n`` candidates: the cost plan avoids."""
     import keras
 
-    from tunetrack import families
-    from tunetrack.space import load_space
+    from tunetrack import models as families
+    from tunetrack.space.language import load_space
 
     space = load_space(SPACE)
     rng = random.Random(payload["seed"])

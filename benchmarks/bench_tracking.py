@@ -31,7 +31,7 @@ VARIANTS = ("bare", "autolog", "tunetrack")
 
 
 def _pipeline(trials: int, epochs: int) -> Any:
-    from tunetrack.pipeline import load_pipeline
+    from tunetrack.space.pipeline import load_pipeline
 
     return load_pipeline(PIPELINE).override(max_trials=trials, epochs=epochs)
 
@@ -42,11 +42,11 @@ def _bare_search(pipeline: Any, directory: str,
     import keras
     import keras_tuner
 
-    from tunetrack import families
+    from tunetrack import models as families
     from tunetrack.data import DataConfig, load_dataset
     from tunetrack.errors import CandidateRejected
-    from tunetrack.plan import check_constraints, plan_candidate
-    from tunetrack.space import load_space
+    from tunetrack.space.language import load_space
+    from tunetrack.space.plan import check_constraints, plan_candidate
 
     space = load_space(pipeline.space)
     d = pipeline.data
@@ -122,7 +122,7 @@ def _bare_search(pipeline: Any, directory: str,
 
 def _tunetrack_search(pipeline: Any) -> dict[str, Any]:
     from tunetrack.names import TrialStatus
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     result = run_search(pipeline)
     done = [t for t in result.trials if t.status is TrialStatus.COMPLETED]
@@ -138,7 +138,7 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
     import mlflow
     import mlflow.keras
 
-    from tunetrack import tracking  # noqa: F401
+    from tunetrack.tracking import store as tracking  # noqa: F401
 
     out: dict[str, Any] = {}
     for variant in payload["variants"]:

@@ -47,13 +47,13 @@ def test_tracking_profile_names_tunetrack() -> None:
 
     from benchmarks.bench_tracking import profile_summary
 
-    from tunetrack.plan import plan_candidate
-    from tunetrack.space import load_space
+    from tunetrack.space.language import load_space
+    from tunetrack.space.plan import plan_candidate
 
     space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "cnn.yaml")
     profiler = cProfile.Profile()
     profiler.runcall(plan_candidate, "cnn", space.defaults(), (32, 32, 3), 10)
-    assert "tunetrack/plan.py" in profile_summary(profiler)
+    assert "tunetrack/space/plan.py" in profile_summary(profiler)
 
 
 def test_main_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

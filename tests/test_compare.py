@@ -13,10 +13,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from tunetrack import compare as cmp
-from tunetrack import names, storeread
+from tunetrack import names
 from tunetrack.errors import TrackingError
 from tunetrack.names import TrialStatus
+from tunetrack.tracking import compare as cmp
+from tunetrack.tracking import storeread
 
 OBJ = "val_accuracy"
 # trial_id, status, hyperparameters, best val_accuracy, params_total, reason
@@ -168,7 +169,7 @@ def test_rows_are_trials_sorted_by_objective_unfinished_last(uri, filled):
 
 
 def test_hyperparameters_come_back_as_numbers_in_natural_order(uri, filled):
-    from tunetrack.tracking import client
+    from tunetrack.tracking.store import client
 
     mlclient = client()
     df = cmp.load_trials(mlclient, mlclient.get_run(filled.new))
@@ -296,7 +297,7 @@ def test_empty_store(tmp_path, monkeypatch, blank_db):
 
 
 def test_pages_are_followed(uri, filled, monkeypatch):
-    from tunetrack.tracking import client
+    from tunetrack.tracking.store import client
 
     monkeypatch.setattr(storeread, "PAGE_SIZE", 4)
     mlclient = client()
@@ -386,7 +387,7 @@ def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db, re
 
 # -- leaderboard ---------------------------------------------------------------------------------
 def test_leaderboard_from_trial_records():
-    from tunetrack.tuning import TrialRecord
+    from tunetrack.search.session import TrialRecord
 
     trials = [
         TrialRecord("00", TrialStatus.COMPLETED, {"learning_rate": 0.01, "blocks": 1},

@@ -355,7 +355,7 @@ def test_summary_is_json_ready(tmp_path: Path) -> None:
 
 
 def test_imports_pull_in_no_tensorflow_or_keras() -> None:
-    code = ("import sys, tunetrack.features, tunetrack.data; "
+    code = ("import sys, tunetrack.models.features, tunetrack.data; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

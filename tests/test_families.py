@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 keras = pytest.importorskip("keras")
 
-from tunetrack import families  # noqa: E402
-from tunetrack.catalog import ACTIVATIONS, FAMILIES, FLIPS, OPTIMIZERS, defaults  # noqa: E402
+from tunetrack import models as families  # noqa: E402
 from tunetrack.errors import CandidateRejected  # noqa: E402
-from tunetrack.plan import Plan, plan_candidate  # noqa: E402
+from tunetrack.space.catalog import ACTIVATIONS, FAMILIES, FLIPS, OPTIMIZERS, defaults  # noqa: E402
+from tunetrack.space.plan import Plan, plan_candidate  # noqa: E402
 
 FEATURE_FAMILIES = [name for name, schema in FAMILIES.items() if schema.features]
 DENSE_FAMILIES = ["linear", "softmax", "mlp", *FEATURE_FAMILIES]
@@ -255,7 +255,7 @@ def test_input_shape_and_identity_featurize():
 
 @pytest.mark.parametrize("family", FEATURE_FAMILIES)
 def test_featurize_length_matches_the_plan(family):
-    pytest.importorskip("tunetrack.features")
+    pytest.importorskip("tunetrack.models.features")
     images = np.random.default_rng(1).random((3, 16, 16, 3), dtype=np.float32)
     cand = defaults(family)
     feats = families.featurize(family, cand, images)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.feature import hog, local_binary_pattern
 
-from tunetrack import features as F
-from tunetrack.features import (
+from tunetrack.models import features as F
+from tunetrack.models.features import (
     colour_features,
     colour_length,
     hog_features,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunetrack import plan as P
-from tunetrack.catalog import FAMILIES, defaults
 from tunetrack.errors import CandidateRejected
+from tunetrack.space import plan as P
+from tunetrack.space.catalog import FAMILIES, defaults
 
 
 def cnn(blocks: list[dict], **top: object) -> dict:
@@ -216,7 +216,7 @@ def test_unknown_family_and_bad_input():
 
 
 def test_plan_imports_no_tensorflow_or_keras():
-    code = ("import sys, tunetrack.plan; "
+    code = ("import sys, tunetrack.space.plan; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'keras_tuner', 'mlflow', 'jax', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

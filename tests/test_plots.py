@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tunetrack import plots
+from tunetrack.tracking import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -132,7 +132,7 @@ def test_parallel_coordinates_single_trial():
 def test_background_uploads_are_waited_for_and_their_errors_kept():
     import time
 
-    from tunetrack.artifacts import BackgroundUploads
+    from tunetrack.tracking.artifacts import BackgroundUploads
 
     uploads, done = BackgroundUploads(), []
 

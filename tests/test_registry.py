@@ -45,8 +45,8 @@ def train(family: str, overrides: dict[str, Any], dataset: Any, epochs: int, see
     """A compiled, trained model of ``family``, its candidate and its best val accuracy."""
     import keras
 
-    from tunetrack import families
-    from tunetrack.catalog import defaults
+    from tunetrack import models as families
+    from tunetrack.space.catalog import defaults
 
     candidate = {**defaults(family), **overrides}
     keras.utils.set_random_seed(seed)
@@ -69,8 +69,8 @@ def log_trial_model(run_id: str, model: Any, family: str, candidate: dict[str, A
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from tunetrack import families
-    from tunetrack.serving import pip_requirements
+    from tunetrack import models as families
+    from tunetrack.registry.serving import pip_requirements
 
     x = families.featurize(family, candidate, dataset.x_val[:2])
     with mlflow.start_run(run_id=run_id):
@@ -116,7 +116,7 @@ def build_searches(root: Path) -> Searches:
     from mlflow import MlflowClient
 
     from tunetrack.data import DataConfig, load_dataset
-    from tunetrack.tracking import artifact_root
+    from tunetrack.tracking.store import artifact_root
 
     uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
     (root / "store").mkdir()
@@ -196,7 +196,7 @@ def test_promote_registers_champion_that_classifies_image_files(searches: Search
     import mlflow
     import pandas as pd
 
-    from tunetrack.registry import promote, promotion_history
+    from tunetrack.registry.promote import promote, promotion_history
 
     result = promote(EXPERIMENT, "digits-a", search=searches.good)
     mlp_run = searches.trials[searches.good][2]
@@ -242,7 +242,7 @@ def test_promote_registers_champion_that_classifies_image_files(searches: Search
 
 
 def test_worse_candidate_is_refused_and_becomes_challenger(searches: Searches, mlclient):
-    from tunetrack.registry import promote, promotion_history
+    from tunetrack.registry.promote import promote, promotion_history
 
     first = promote(EXPERIMENT, "digits-b", search=searches.good)
     with pytest.raises(PromotionRefused, match=r"test accuracy 0\.\d{4} is below the "
@@ -265,7 +265,7 @@ def test_worse_candidate_is_refused_and_becomes_challenger(searches: Searches, m
 
 
 def test_champion_on_other_data_is_compared_by_its_recorded_score(searches: Searches, mlclient):
-    from tunetrack.registry import promote
+    from tunetrack.registry.promote import promote
 
     promote(EXPERIMENT, "digits-c", search=searches.bad)
     mlclient.set_model_version_tag("digits-c", "1", "tunetrack.data_fingerprint", "other-data")
@@ -280,7 +280,7 @@ def test_champion_on_other_data_is_compared_by_its_recorded_score(searches: Sear
 
 
 def test_min_test_accuracy_gate(searches: Searches, mlclient):
-    from tunetrack.registry import promote
+    from tunetrack.registry.promote import promote
 
     with pytest.raises(PromotionRefused, match=r"test accuracy 0\.\d{4} is below "
                                                r"min_test_accuracy 0\.9990"):
@@ -293,7 +293,7 @@ def test_min_test_accuracy_gate(searches: Searches, mlclient):
 
 
 def test_dry_run_registers_nothing_and_top_k_judges_several(searches: Searches, mlclient):
-    from tunetrack.registry import promote, promotion_history
+    from tunetrack.registry.promote import promote, promotion_history
 
     result = promote(EXPERIMENT, "digits-e", search=searches.good, top=2, dry_run=True)
     assert result.decision == "dry_run" and result.version is None
@@ -310,8 +310,8 @@ def test_ensemble_of_the_best_trials_is_one_registered_classifier(searches: Sear
     import mlflow
     import pandas as pd
 
-    from tunetrack.registry import promote, promotion_history
-    from tunetrack.serving import EnsembleClassifier, load_classifier
+    from tunetrack.registry.promote import promote, promotion_history
+    from tunetrack.registry.serving import EnsembleClassifier, load_classifier
 
     with pytest.raises(TrackingError, match=r"an ensemble of 3 needs 3 completed trials with "
                                             r"best_val_accuracy; search \w+ has 2"):
@@ -349,7 +349,7 @@ def test_ensemble_of_the_best_trials_is_one_registered_classifier(searches: Sear
 
 def test_latest_search_is_the_default_and_loss_metrics_rank_low_first(searches: Searches,
                                                                       mlclient):
-    from tunetrack.registry import promote
+    from tunetrack.registry.promote import promote
 
     # the most recent search is "empty": all of its trials were rejected or failed
     with pytest.raises(TrackingError, match=r"has no completed trial to promote: all 3 trials "
@@ -363,7 +363,7 @@ def test_latest_search_is_the_default_and_loss_metrics_rank_low_first(searches: 
 
 def test_store_errors_register_nothing(searches: Searches, mlclient,
                                        monkeypatch: pytest.MonkeyPatch):
-    from tunetrack.registry import promote
+    from tunetrack.registry.promote import promote
 
     with pytest.raises(TrackingError, match=r"unknown experiment 'digits-prom'.*did you mean "
                                             r"'digits-promo'"):

@@ -85,9 +85,9 @@ def test_sigkill_then_resume(store, workdir: Path):
 
 
 def test_changed_space_refuses_resume_and_new_starts_over(store, workdir: Path):
-    from tunetrack import resume
-    from tunetrack.pipeline import load_pipeline
-    from tunetrack.tracking import SearchTracker
+    from tunetrack.search import resume
+    from tunetrack.space.pipeline import load_pipeline
+    from tunetrack.tracking.store import SearchTracker
 
     pipeline_path = write_pipeline(workdir, trials=2, epochs=1)
     pipeline = load_pipeline(pipeline_path)

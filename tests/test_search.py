@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tunetrack import names
-from tunetrack.pipeline import load_pipeline
+from tunetrack.space.pipeline import load_pipeline
 
 from .conftest import write_pipeline
 
@@ -21,9 +21,9 @@ def _children(client, experiment_id: str, parent_id: str):
 
 
 def test_search_records_parent_and_children(store, tiny_pipeline: Path):
-    from tunetrack import families
-    from tunetrack.tuners import _custom_gradient_names
-    from tunetrack.tuning import run_search
+    from tunetrack import models as families
+    from tunetrack.search.session import run_search
+    from tunetrack.search.tuners import _custom_gradient_names
 
     before = _custom_gradient_names()
     result = run_search(load_pipeline(tiny_pipeline))
@@ -63,7 +63,7 @@ def test_search_records_parent_and_children(store, tiny_pipeline: Path):
 
 
 def test_same_seed_same_sequence_and_flags_override(store, workdir: Path):
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     pipeline = load_pipeline(write_pipeline(workdir, trials=4, epochs=1))
     first = run_search(pipeline.override(max_trials=2))
@@ -77,7 +77,7 @@ def test_same_seed_same_sequence_and_flags_override(store, workdir: Path):
 def test_default_store_lives_under_mlruns(workdir: Path, monkeypatch: pytest.MonkeyPatch):
     from mlflow import MlflowClient
 
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run_search(load_pipeline(write_pipeline(workdir, trials=1, epochs=1)))

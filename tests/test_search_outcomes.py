@@ -10,7 +10,7 @@ import pytest
 
 from tunetrack import names
 from tunetrack.errors import SearchAborted
-from tunetrack.pipeline import load_pipeline
+from tunetrack.space.pipeline import load_pipeline
 
 from .conftest import write_pipeline
 
@@ -46,8 +46,8 @@ def _runs(client, experiment: str):
 
 
 def test_rejected_candidates_are_recorded_and_never_built(store, workdir: Path, monkeypatch):
-    from tunetrack import families
-    from tunetrack.tuning import run_search
+    from tunetrack import models as families
+    from tunetrack.search.session import run_search
 
     built = []
     real_build = families.build_model
@@ -74,8 +74,8 @@ def test_rejected_candidates_are_recorded_and_never_built(store, workdir: Path, 
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(store, workdir: Path, monkeypatch):
-    from tunetrack import families
-    from tunetrack.tuning import run_search
+    from tunetrack import models as families
+    from tunetrack.search.session import run_search
 
     calls = []
     real_build = families.build_model
@@ -99,7 +99,7 @@ def test_failed_trial_is_recorded_and_search_goes_on(store, workdir: Path, monke
 
 
 def test_nan_loss_fails_the_trial(store, workdir: Path):
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     space = "family: linear\nloss: squared_error\nlearning_rate: 1.0e+30\noptimizer: sgd\n"
     pipeline = load_pipeline(write_pipeline(workdir, space=space, trials=1, epochs=2,
@@ -119,7 +119,7 @@ def test_every_tuner_records_complete_trials(store, workdir: Path, tuner: str):
     import pandas as pd
     from PIL import Image
 
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     pipeline = load_pipeline(write_pipeline(workdir, space=GRID_SPACE, trials=3, epochs=2,
                                             tuner=tuner))
@@ -156,7 +156,7 @@ def test_plots_decode(store, workdir: Path):
     """The parallel-coordinates plot of a search with searched hyperparameters."""
     from PIL import Image
 
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     result = run_search(load_pipeline(write_pipeline(workdir, trials=2, epochs=1)))
     path = store.download_artifacts(result.parent_run_id, "plots/parallel_coordinates.png",
@@ -165,7 +165,7 @@ def test_plots_decode(store, workdir: Path):
 
 
 def test_max_minutes_ends_the_search_after_the_running_trial(store, workdir: Path):
-    from tunetrack.tuning import run_search
+    from tunetrack.search.session import run_search
 
     pipeline = load_pipeline(write_pipeline(workdir, trials=20, epochs=1))
     result = run_search(pipeline.override(max_minutes=0.05))

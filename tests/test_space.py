@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunetrack import catalog
 from tunetrack.errors import SpaceError
-from tunetrack.space import Constraints, Space, load_space
+from tunetrack.space import catalog
+from tunetrack.space.language import Constraints, Space, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -302,7 +302,7 @@ SPACES = {p.stem: load_space(p) for p in SHIPPED}
 
 def check_in_space(space: Space, candidate: dict) -> None:
     """Every value has its catalog type and lies in the space's range (or catalog bounds)."""
-    from tunetrack._space_dims import bounds_problem
+    from tunetrack.space.dims import bounds_problem
 
     dims = {p.name: p.dim for p in space._params}
     schema = catalog.FAMILIES[space.family]

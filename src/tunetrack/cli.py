@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .errors import TunetrackError
+from tunetrack.errors import TunetrackError
 
 TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband")
 
@@ -72,28 +72,28 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
     With KERASTUNER_ORACLE_IP/_PORT and KERASTUNER_TUNER_ID set (not 'chief') this process
     is a worker of a chief started elsewhere with --workers.
     """
-    from .pipeline import load_pipeline
-    from .progress import ConsoleReporter, QuietReporter
-    from .resume import resume_command
-    from .tuning import install_interrupt_handler
+    from tunetrack.search.progress import ConsoleReporter, QuietReporter
+    from tunetrack.search.resume import resume_command
+    from tunetrack.search.session import install_interrupt_handler
+    from tunetrack.space.pipeline import load_pipeline
 
     # Ctrl-C (or kill -INT) must reach us even when started in the background with SIGINT ignored.
     install_interrupt_handler()
     loaded = load_pipeline(pipeline).override(**flags)
     if _is_worker():
-        from .workers import run_worker
+        from tunetrack.search.workers import run_worker
 
         sys.exit(run_worker(loaded, notify=lambda m: click.echo(m, err=True)))
     reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
     notify = lambda message: click.echo(message, err=True)  # noqa: E731
     try:
         if workers is not None:
-            from .workers import run_parallel
+            from tunetrack.search.workers import run_parallel
 
             result = run_parallel(loaded, workers=workers, reporter=reporter, mode=mode or "auto",
                                   notify=notify, oracle_address=oracle_address)
         else:
-            from .tuning import run_search
+            from tunetrack.search.session import run_search
 
             result = run_search(loaded, reporter=reporter, mode=mode or "auto", notify=notify)
     except KeyboardInterrupt:
@@ -126,7 +126,7 @@ def server(host: str, port: int, backend_store_uri: str | None,
     """
     import os
 
-    from .tracking_server import server_command
+    from tunetrack.tracking.server import server_command
 
     command = server_command(host=host, port=port, backend_store_uri=backend_store_uri,
                              artifacts_destination=artifacts_destination)
@@ -139,7 +139,7 @@ def server(host: str, port: int, backend_store_uri: str | None,
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
     """Check pipeline and search-space FILES; print every problem as FILE:LINE: message."""
-    from .validation import validate_files
+    from tunetrack.space.validate import validate_files
 
     problems = validate_files(files)
     for problem in problems:
@@ -163,7 +163,7 @@ def validate(files: tuple[str, ...]) -> None:
 def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed: int,
          input_shape: str, classes: int, as_json: bool) -> None:
     """Show a candidate's layers, output shapes and parameter counts without training it."""
-    from .planning import plan_command
+    from tunetrack.space.planning import plan_command
 
     text, ok = plan_command(space_file, assignments, sample=sample, seed=seed,
                             input_shape=input_shape, classes=classes, as_json=as_json)
@@ -182,7 +182,7 @@ def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed
 def compare(experiment: str | None, search_id: str | None, top: int | None, sort: str | None,
             where: str | None, fmt: str) -> None:
     """Compare the trials of a search: hyperparameters that vary, objective, size, time."""
-    from .compare import compare as compare_trials
+    from tunetrack.tracking.compare import compare as compare_trials
 
     click.echo(compare_trials(experiment=experiment, search=search_id, top=top, sort=sort,
                               where=where, fmt=fmt).rstrip("\n"))
@@ -204,8 +204,8 @@ def promote(experiment: str, model_name: str, search_id: str | None, metric: str
     The alias 'champion' moves only if the model passes --min-test-accuracy and does at least
     as well as the current champion; otherwise it becomes 'challenger' and the exit status is 1.
     """
-    from .errors import PromotionRefused
-    from .registry import promote as promote_best
+    from tunetrack.errors import PromotionRefused
+    from tunetrack.registry.promote import promote as promote_best
 
     try:
         result = promote_best(experiment, model_name, search=search_id, metric=metric,
@@ -226,7 +226,7 @@ def promote(experiment: str, model_name: str, search_id: str | None, metric: str
 @click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
 def predict(model_uri: str, paths: tuple[str, ...], fmt: str) -> None:
     """Classify image files and folders with MODEL_URI (models:/NAME@champion, runs:/ID/model)."""
-    from .serving import predict as predict_paths
+    from tunetrack.registry.serving import predict as predict_paths
 
     text, errors = predict_paths(model_uri, paths, fmt)
     click.echo(text.rstrip("\n"))
@@ -243,7 +243,7 @@ def predict(model_uri: str, paths: tuple[str, ...], fmt: str) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def serve(model_uri: str, host: str, port: int, workers: int) -> None:
     """Serve MODEL_URI with MLflow's scoring server: POST base64 images to /invocations."""
-    from .serving import serve as serve_model
+    from tunetrack.registry.serving import serve as serve_model
 
     click.echo(f"serving {model_uri} on http://{host}:{port}/invocations  (Ctrl-C stops it)")
     sys.exit(serve_model(model_uri, host=host, port=port, workers=workers))
@@ -256,7 +256,7 @@ def ui(host: str, port: int) -> None:
     """Start the MLflow UI on tunetrack's store."""
     import os
 
-    from .tracking import tracking_uri
+    from tunetrack.tracking.store import tracking_uri
 
     uri = tracking_uri()
     click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C stops it)")

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import names
-from .errors import CandidateRejected, SearchAborted
-from .names import TrialStatus
-from .pipeline import Pipeline
-from .progress import Reporter, format_seconds
+from tunetrack import names
+from tunetrack.errors import CandidateRejected, SearchAborted
+from tunetrack.names import TrialStatus
+from tunetrack.search.progress import Reporter, format_seconds
+from tunetrack.space.pipeline import Pipeline
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",
                   "tuner/trial_id")
@@ -158,7 +158,7 @@ class _Search:
 
     def inputs(self, candidate: dict[str, Any]) -> tuple[Any, Any]:
         """Training and validation inputs; feature families extract once per feature setting."""
-        from . import families
+        from tunetrack import models as families
 
         if self.dataset.x_train.ndim == 4 and families.input_shape(
                 self.family, candidate, self.dataset.image_shape) == self.dataset.image_shape:
@@ -186,7 +186,7 @@ class _Search:
 
     def preprocessing(self, candidate: dict[str, Any]) -> dict[str, Any]:
         """How raw images become this trial's model input: logged beside the model."""
-        from . import families
+        from tunetrack import models as families
 
         return {"family": self.family, "candidate": candidate,
                 "image_shape": list(self.dataset.image_shape),
@@ -216,7 +216,7 @@ class _Search:
     def run_trial(self, tuner: Any, trial: Any, fit: Any) -> Any:
         from keras_tuner.errors import FailedTrialError
 
-        from .plan import check_constraints, plan_candidate
+        from tunetrack.space.plan import check_constraints, plan_candidate
 
         replayed = self.replay(trial.trial_id)
         if replayed is not None:
@@ -321,7 +321,7 @@ class _Search:
         log.tags({names.TAG_TRIAL_STATUS: TrialStatus.COMPLETED.value})
         log.flush()
         if model is not None:
-            from . import artifacts
+            from tunetrack.tracking import artifacts
 
             self.warm_up()
             _, x_val = self.inputs(record.candidate)
@@ -337,7 +337,7 @@ class _Search:
     def warm_up(self) -> None:
         """Start the uploads thread on the first-use costs of logging (see artifacts.warm_up)."""
         if self.uploads is None:
-            from . import artifacts
+            from tunetrack.tracking import artifacts
 
             self.uploads = artifacts.BackgroundUploads()
             self.uploads.submit(artifacts.warm_up)
@@ -355,7 +355,7 @@ class _Search:
         """Mark the trial in flight KILLED: no run may stay RUNNING after its process ends."""
         if self.running is None:
             return
-        from .tracking import RunLogger
+        from tunetrack.tracking.store import RunLogger
 
         _, run_id = self.running
         self.running = None
@@ -371,19 +371,19 @@ class _Search:
                 time.perf_counter() - self.start > 60 * limit:
             if self.stop_reason is None:
                 self.stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
-            from .tuners import stop_oracle
+            from tunetrack.search.tuners import stop_oracle
 
             stop_oracle(tuner.oracle)
 
 
 def prepare(pipeline: Pipeline) -> tuple[Any, Any, Any]:
     """Space, dataset and data config; validation happens before anything is written."""
-    from .data import DataConfig, load_dataset
-    from .space import load_space
+    from tunetrack.data import DataConfig, load_dataset
+    from tunetrack.space.language import load_space
 
     space = load_space(pipeline.space)
     if pipeline.tuner.kind == "grid" and (why := space.grid_ready()):
-        from .errors import SpaceError
+        from tunetrack.errors import SpaceError
 
         raise SpaceError(f"the grid tuner needs finite choices: {why}", file=space.path)
     d = pipeline.data
@@ -409,7 +409,8 @@ def run_search(pipeline: Pipeline, *, reporter: Reporter | None = None, mode: st
     finished one anew, ``"resume"`` insists on resuming, ``"new"`` always starts a new search
     (see :mod:`tunetrack.resume`). ``notify`` receives one-line notes ("resuming ...").
     """
-    from . import searchrun, tuners
+    from tunetrack.search import parent as searchrun
+    from tunetrack.search import tuners
 
     reporter = reporter or Reporter()
     notify = notify or _stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError, PipelineError
-from .yamlio import load_yaml
+from tunetrack.errors import ConfigError, PipelineError
+from tunetrack.space.yamlio import load_yaml
 
 PIPELINE_KEYS = ("space", "tuner", "data", "training", "objective")
 
@@ -23,8 +23,8 @@ def kind_of(path: str | Path) -> str:
 
 def validate_file(path: str | Path) -> list[str]:
     """Every problem of one file (and of the space a pipeline names), as ``FILE:LINE: message``."""
-    from .pipeline import load_pipeline
-    from .space import load_space
+    from tunetrack.space.language import load_space
+    from tunetrack.space.pipeline import load_pipeline
 
     try:
         if kind_of(path) == "space":

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Key
-from .errors import allowed_list, did_you_mean
+from tunetrack.errors import allowed_list, did_you_mean
+from tunetrack.space.catalog import Key
 
 KINDS = ("int", "float", "choice", "bool", "fixed")
 _OPTIONS = {"int": ("step", "log", "default"), "float": ("step", "log", "default"),

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tunetrack.catalog import FAMILIES, OPTIMIZERS
+from tunetrack.space.catalog import FAMILIES, OPTIMIZERS
 
 
 @keras.saving.register_keras_serializable(package="tunetrack")

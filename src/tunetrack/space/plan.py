@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tunetrack.catalog import FAMILIES, Key, element_name
 from tunetrack.errors import CandidateRejected
+from tunetrack.space.catalog import FAMILIES, Key, element_name
 
 __all__ = [
     "LayerPlan", "LayerSpec", "Plan", "batch_norm_params", "check_constraints",

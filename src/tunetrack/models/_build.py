@@ -10,8 +10,8 @@ from typing import Any
 
 import keras
 
-from tunetrack.catalog import FAMILIES
-from tunetrack.plan import LayerSpec, plan_layers
+from tunetrack.space.catalog import FAMILIES
+from tunetrack.space.plan import LayerSpec, plan_layers
 
 
 def _regularizer(candidate: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:

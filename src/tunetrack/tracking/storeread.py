@@ -130,7 +130,7 @@ class SqliteRuns:
     @classmethod
     def open(cls, tracking_uri: str) -> SqliteRuns | None:
         """A reader if ``tracking_uri`` is an existing SQLite store of a known schema, else None."""
-        from .tracking import sqlite_path
+        from tunetrack.tracking.store import sqlite_path
 
         path = sqlite_path(tracking_uri)
         if path is None or not path.is_file():
@@ -234,12 +234,12 @@ class SqliteRuns:
 
 def reader(where: str | None = None) -> MlflowRuns | SqliteRuns:
     """The fastest reader that can answer for the current tracking URI (and ``where``)."""
-    from .tracking import tracking_uri
+    from tunetrack.tracking.store import tracking_uri
 
     if not (where and where.strip()):
         fast = SqliteRuns.open(tracking_uri())
         if fast is not None:
             return fast
-    from .tracking import client
+    from tunetrack.tracking.store import client
 
     return MlflowRuns(client())

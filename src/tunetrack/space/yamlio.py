@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from tunetrack.errors import ConfigError
 
 Key = tuple  # a path of mapping keys / sequence indices from the document root
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import names
-from .errors import PipelineError
-from .names import TrialStatus
-from .pipeline import Pipeline
+from tunetrack import names
+from tunetrack.errors import PipelineError
+from tunetrack.names import TrialStatus
+from tunetrack.space.pipeline import Pipeline
 
 STATE_DIR = Path(".tunetrack") / "searches"
 TAG_PIPELINE_SHA = "tunetrack.pipeline_sha256"
@@ -218,7 +218,7 @@ def _value(text: str) -> Any:
 
 def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[Any]:
     """The trials MLflow holds for a search, oldest first, one per trial id (KILLED skipped)."""
-    from .tuning import TrialRecord
+    from tunetrack.search.session import TrialRecord
 
     records: dict[str, TrialRecord] = {}
     runs = sorted(children(tracker.client, tracker.experiment_id, parent_id),

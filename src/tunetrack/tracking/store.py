@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from . import names
-from .errors import TrackingError
+from tunetrack import names
+from tunetrack.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import names
-from .errors import TrackingError
-from .serving import KERAS_MODEL, PREPROCESSING_FILE, Classifier, Preprocessing
+from tunetrack import names
+from tunetrack.errors import TrackingError
+from tunetrack.registry.serving import KERAS_MODEL, PREPROCESSING_FILE, Classifier, Preprocessing
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from .data import Dataset
+    from tunetrack.data import Dataset
 
 CONFUSION_PLOT = "plots/test_confusion_matrix.png"
 
@@ -107,7 +107,7 @@ def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str)
 def judge(mlclient: MlflowClient, run: Any, dataset: Dataset, metric_key: str
            ) -> tuple[Evaluation, Classifier]:
     """Evaluate one trial on the test split and record the result on its run."""
-    from .tracking import RunLogger
+    from tunetrack.tracking.store import RunLogger
 
     classifier = _load_trial(mlclient, run)
     acc, loss, precision, recall, confusion = evaluate(classifier, dataset)

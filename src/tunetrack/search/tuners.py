@@ -9,11 +9,11 @@ from __future__ import annotations
 import gc
 from typing import TYPE_CHECKING, Any
 
-from .progress import Reporter
-from .tuning import REJECTED_METRIC, check_interrupted
+from tunetrack.search.progress import Reporter
+from tunetrack.search.session import REJECTED_METRIC, check_interrupted
 
 if TYPE_CHECKING:
-    from .tuning import _Search
+    from tunetrack.search.session import _Search
 
 
 def stop_oracle(oracle: Any) -> None:
@@ -58,7 +58,7 @@ def _hypermodel(search: _Search) -> Any:
     import keras
     import keras_tuner
 
-    from . import families
+    from tunetrack import models as families
 
     class TunetrackHyperModel(keras_tuner.HyperModel):
         def declare_hyperparameters(self, hp: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .versioning import package_versions
+from tunetrack.tracking.versioning import package_versions
 
 
 def model_requirements() -> list[str]:
@@ -112,7 +112,7 @@ def warm_up() -> None:
         from mlflow.models import infer_signature  # noqa: F401
         from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
-        from . import plots
+        from tunetrack.tracking import plots
 
         warn_dependency_requirement_mismatches(model_requirements())
         figure = plots.learning_curve({"loss": [1.0, 0.5]}, [0, 1])
@@ -152,7 +152,7 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
 def _trial_figures(client: Any, run_id: str, history: dict[str, list[float]],
                    epochs: list[int], y_val: np.ndarray, predicted: np.ndarray,
                    class_names: list[str]) -> None:
-    from . import plots
+    from tunetrack.tracking import plots
 
     _log_figure(client, run_id, plots.learning_curve(history, epochs),
                 "plots/learning_curve.png")
@@ -162,7 +162,7 @@ def _trial_figures(client: Any, run_id: str, history: dict[str, list[float]],
 
 def log_search(tracker: Any, run_id: str, result: Any) -> None:
     """The artifacts of a whole search: leaderboard and the accuracy/size picture."""
-    from . import compare, plots
+    from tunetrack.tracking import compare, plots
 
     client = tracker.client
     objective = result.pipeline.objective
@@ -181,7 +181,7 @@ def log_search(tracker: Any, run_id: str, result: Any) -> None:
 def _log_figure(client: Any, run_id: str, figure: Any, artifact_file: str) -> None:
     """Upload a pyplot-free Figure (plots.py draws on its own Agg canvas: thread-safe, and
     nothing to close in pyplot's global registry)."""
-    from .tracking import retry_locked
+    from tunetrack.tracking.store import retry_locked
 
     retry_locked(client.log_figure, run_id, figure, artifact_file)
 

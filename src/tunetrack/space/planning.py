@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from .errors import CandidateRejected, SpaceError
+from tunetrack.errors import CandidateRejected, SpaceError
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -31,8 +31,8 @@ def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict[str, str
 def plan_command(space_file: str, assignments: tuple[str, ...], *, sample: int | None,
                  seed: int, input_shape: str, classes: int, as_json: bool) -> tuple[str, bool]:
     """The text ``tunetrack plan`` prints, and whether every candidate was possible."""
-    from .plan import check_constraints, plan_candidate
-    from .space import load_space
+    from tunetrack.space.language import load_space
+    from tunetrack.space.plan import check_constraints, plan_candidate
 
     space = load_space(space_file)
     shape = parse_shape(input_shape)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError, allowed_list, did_you_mean
-from .yamlio import Document, load_yaml
+from tunetrack.errors import PipelineError, allowed_list, did_you_mean
+from tunetrack.space.yamlio import Document, load_yaml
 
 TUNERS = ("random", "grid", "bayesian", "hyperband")
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}

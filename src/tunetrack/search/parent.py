@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import names, resume
-from .artifacts import to_jsonable
-from .names import TrialStatus
-from .pipeline import Pipeline
+from tunetrack import names
+from tunetrack.names import TrialStatus
+from tunetrack.search import resume
+from tunetrack.space.pipeline import Pipeline
+from tunetrack.tracking.artifacts import to_jsonable
 
 
 @dataclass
@@ -35,7 +36,7 @@ class OpenedSearch:
 def open_search(pipeline: Pipeline, space: Any, dataset: Any, data_config: Any, *,
                 mode: str = "auto", notify: Callable[[str], None] = print) -> OpenedSearch:
     """Start the parent run, or reopen the interrupted one this pipeline resumes."""
-    from .tracking import RunLogger, SearchTracker
+    from tunetrack.tracking.store import RunLogger, SearchTracker
 
     tracker = SearchTracker(pipeline.experiment)
     plan = resume.plan_search(tracker, pipeline, mode)
@@ -86,7 +87,7 @@ def mark_tuner_state(opened: OpenedSearch) -> None:
 
 
 def search_tags(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
-    from .versioning import git_commit, package_versions
+    from tunetrack.tracking.versioning import git_commit, package_versions
 
     return {names.TAG_FAMILY: space.family, names.TAG_TUNER: pipeline.tuner.kind,
             names.TAG_SEED: pipeline.tuner.seed, names.TAG_PIPELINE: pipeline.path,
@@ -125,7 +126,7 @@ def finish_search(tracker: Any, log: Any, result: Any, failure: str | None) -> N
     if failure:
         log.tags({names.TAG_REASON: failure})
     if result.trials:
-        from . import artifacts
+        from tunetrack.tracking import artifacts
 
         try:
             artifacts.log_search(tracker, log.run_id, result)

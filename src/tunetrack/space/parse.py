@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from . import catalog
-from ._space_dims import KINDS, Dim, coerce, parse_dim
-from .errors import SpaceError, allowed_list, did_you_mean
-from .yamlio import Document
+from tunetrack.errors import SpaceError, allowed_list, did_you_mean
+from tunetrack.space import catalog
+from tunetrack.space.dims import KINDS, Dim, coerce, parse_dim
+from tunetrack.space.yamlio import Document
 
 RESERVED = ("family", "description", "constraints")
 

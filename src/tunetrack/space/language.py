@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import catalog
-from ._space_dims import Dim, bounds_problem, coerce, tidy, type_problem
-from ._space_parse import Constraints, Group, count_key, parse_document
-from .errors import SpaceError, allowed_list, did_you_mean
-from .yamlio import Document, load_yaml
+from tunetrack.errors import SpaceError, allowed_list, did_you_mean
+from tunetrack.space import catalog
+from tunetrack.space.dims import Dim, bounds_problem, coerce, tidy, type_problem
+from tunetrack.space.parse import Constraints, Group, count_key, parse_document
+from tunetrack.space.yamlio import Document, load_yaml
 
 __all__ = ["Constraints", "Space", "load_space", "space_from_document"]
 

@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import names
-from .errors import DataError, PromotionRefused, TrackingError, did_you_mean
-from .evaluation import Evaluation, evaluate, judge
-from .serving import Classifier, EnsembleClassifier
+from tunetrack import names
+from tunetrack.errors import DataError, PromotionRefused, TrackingError, did_you_mean
+from tunetrack.registry.evaluation import Evaluation, evaluate, judge
+from tunetrack.registry.serving import Classifier, EnsembleClassifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from .data import Dataset
+    from tunetrack.data import Dataset
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -157,7 +157,7 @@ def _sealed_test_data(search_run: Any) -> Dataset:
     """Rebuild the exact data the search used; refuse when it no longer matches."""
     import mlflow
 
-    from .data import DataConfig, load_dataset
+    from tunetrack.data import DataConfig, load_dataset
 
     run_id = search_run.info.run_id
     try:
@@ -186,7 +186,7 @@ def _check_registry(mlclient: MlflowClient) -> None:
     try:
         mlclient.search_registered_models(max_results=1)
     except Exception as exc:  # noqa: BLE001 - each store fails differently
-        from .tracking import tracking_uri
+        from tunetrack.tracking.store import tracking_uri
 
         raise TrackingError(f"the store {tracking_uri()} has no usable model registry "
                             f"({type(exc).__name__}: {exc}); promotion needs one, e.g. the "
@@ -213,7 +213,7 @@ def _champion_score(mlclient: MlflowClient, champion: Any, dataset: Dataset,
         return recorded_value, "recorded on different data: the fingerprints differ"
     if tags.get(TAG_TRIAL_RUN) == winner.run_id:
         return winner.test_accuracy, "re-evaluated on the same test split (same trial)"
-    from .serving import load_classifier
+    from tunetrack.registry.serving import load_classifier
 
     classifier = load_classifier(f"models:/{champion.name}/{champion.version}")
     return evaluate(classifier, dataset)[0], "re-evaluated on the same test split"
@@ -244,7 +244,7 @@ def _decision_run(mlclient: MlflowClient, experiment_id: str, model_name: str) -
 def _record_decision(mlclient: MlflowClient, experiment_id: str, result: PromotionResult,
                      min_test_accuracy: float | None, run_id: str | None = None) -> str:
     """Fill the decision run (created here unless ``run_id`` already holds the ensemble)."""
-    from .tracking import RunLogger
+    from tunetrack.tracking.store import RunLogger
 
     w = result.winner
     run_id = run_id or _decision_run(mlclient, experiment_id, result.model_name)
@@ -287,7 +287,7 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     :class:`PromotionRefused` (exit 1, with ``.result``) says why. ``dry_run`` evaluates and
     reports (test metrics are still logged to the trial runs) but registers nothing.
     """
-    from .tracking import client
+    from tunetrack.tracking.store import client
 
     if top < 1:
         raise TrackingError(f"top must be at least 1, got {top}")
@@ -405,14 +405,14 @@ def _refusals(result: PromotionResult, min_test_accuracy: float | None) -> list[
 
 
 def _log_classifier(classifier: Classifier, run_id: str) -> str:
-    from .serving import log_classifier
+    from tunetrack.registry.serving import log_classifier
 
     return log_classifier(run_id, classifier)
 
 
 def promotion_history(experiment: str, model_name: str | None = None) -> list[dict[str, Any]]:
     """Every promotion decision in an experiment, oldest first, as plain dicts."""
-    from .tracking import client
+    from tunetrack.tracking.store import client
 
     mlclient = client()
     experiment_id = _experiment_id(mlclient, experiment)

@@ -37,11 +37,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import names, resume
-from .errors import SearchAborted
-from .names import TrialStatus
-from .pipeline import Pipeline
-from .progress import Reporter
+from tunetrack import names
+from tunetrack.errors import SearchAborted
+from tunetrack.names import TrialStatus
+from tunetrack.search import resume
+from tunetrack.search.progress import Reporter
+from tunetrack.space.pipeline import Pipeline
 
 PARENT_ENV = "TUNETRACK_PARENT_RUN_ID"
 CHIEF_PID_ENV = "TUNETRACK_CHIEF_PID"
@@ -124,10 +125,8 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
                  mode: str = "auto", notify: Callable[[str], None] | None = None,
                  oracle_address: str = "127.0.0.1:0") -> Any:
     """The chief: serve the oracle, run ``workers`` local workers, close the parent run."""
-    from . import searchrun
-    from .tracking import tracking_uri
-    from .tuners import build_tuner, stop_oracle
-    from .tuning import (
+    from tunetrack.search import parent as searchrun
+    from tunetrack.search.session import (
         SearchResult,
         _Search,
         _stderr,
@@ -135,6 +134,8 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
         install_interrupt_handler,
         prepare,
     )
+    from tunetrack.search.tuners import build_tuner, stop_oracle
+    from tunetrack.tracking.store import tracking_uri
 
     reporter, notify = reporter or Reporter(), notify or _stderr
     space, dataset, data_config = prepare(pipeline)
@@ -268,9 +269,9 @@ def _watch_chief(pid: int) -> None:
 
 def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = None) -> int:
     """A worker: train the chief's trials until it has none; returns the exit status."""
-    from .tracking import SearchTracker
-    from .tuners import build_tuner
-    from .tuning import _Search, _stderr, install_interrupt_handler, prepare
+    from tunetrack.search.session import _Search, _stderr, install_interrupt_handler, prepare
+    from tunetrack.search.tuners import build_tuner
+    from tunetrack.tracking.store import SearchTracker
 
     notify = notify or _stderr
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
@@ -303,7 +304,7 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
 
 def _find_parent(tracker: Any, pipeline: Pipeline) -> str:
     """Without TUNETRACK_PARENT_RUN_ID: the running search of the same files and flags."""
-    from .errors import PipelineError
+    from tunetrack.errors import PipelineError
 
     runs = tracker.client.search_runs(
         [tracker.experiment_id],

@@ -6,9 +6,9 @@ these builders follow layer by layer.
 
 from __future__ import annotations
 
-from tunetrack.families._build import build_model
-from tunetrack.families._compile import compile_kwargs, outputs_probabilities, squared_error
-from tunetrack.families._inputs import featurize, input_shape
+from tunetrack.models._build import build_model
+from tunetrack.models._compile import compile_kwargs, outputs_probabilities, squared_error
+from tunetrack.models._inputs import featurize, input_shape
 
 __all__ = ["build_model", "compile_kwargs", "featurize", "input_shape",
            "outputs_probabilities", "squared_error"]

@@ -15,15 +15,15 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import names
-from .errors import TrackingError, allowed_list, did_you_mean
+from tunetrack import names
+from tunetrack.errors import TrackingError, allowed_list, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-    from .storeread import MlflowRuns, SqliteRuns
+    from tunetrack.tracking.storeread import MlflowRuns, SqliteRuns
 
 FORMATS = ("table", "csv", "json", "markdown")
 FIXED_HEAD = ("trial_id", "status", "{objective}", "params_total", "epochs", "train_seconds")
@@ -34,7 +34,7 @@ REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
 # -- finding the search ----------------------------------------------------------------------
 def _reader(client: Any) -> MlflowRuns | SqliteRuns:
     """``client`` as a run reader: an ``MlflowClient`` is wrapped, a reader is kept."""
-    from .storeread import MlflowRuns
+    from tunetrack.tracking.storeread import MlflowRuns
 
     return client if hasattr(client, "tagged") else MlflowRuns(client)
 
@@ -60,7 +60,7 @@ def find_search(client: MlflowClient | MlflowRuns | SqliteRuns, experiment: str 
     With neither, the newest search of any experiment, so ``tunetrack compare`` right after
     ``tunetrack search`` shows that search.
     """
-    from .storeread import RunNotFound
+    from tunetrack.tracking.storeread import RunNotFound
 
     store = _reader(client)
     exp = None
@@ -146,7 +146,7 @@ def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run,
     """One row per trial of ``search_run``; ``where`` (MLflow syntax) is ANDed in the store."""
     import pandas as pd
 
-    from .storeread import QueryError
+    from tunetrack.tracking.storeread import QueryError
 
     objective, _ = search_objective(search_run)
     try:
@@ -321,7 +321,7 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
 def compare(experiment: str | None = None, search: str | None = None, top: int | None = None,
             sort: str | None = None, where: str | None = None, fmt: str = "table") -> str:
     """The ``tunetrack compare`` command: the chosen search's trials rendered as ``fmt``."""
-    from .storeread import reader
+    from tunetrack.tracking.storeread import reader
 
     if fmt not in FORMATS:
         raise TrackingError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; "

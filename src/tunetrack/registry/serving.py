@@ -28,8 +28,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from .data import IMAGE_EXTENSIONS, load_images
-from .errors import DataError, TrackingError, allowed_list
+from tunetrack.data import IMAGE_EXTENSIONS, load_images
+from tunetrack.errors import DataError, TrackingError, allowed_list
 
 KERAS_MODEL = "model"  # trial run artifact: the trained network, keras flavor
 CLASSIFIER = "classifier"  # trial run artifact: the pyfunc made by promotion
@@ -97,7 +97,7 @@ class Classifier:
                             f"model, got {images.shape}")
         if len(images) == 0:
             return np.zeros((0, len(self.prep.class_names)), dtype=np.float32)
-        from . import families
+        from tunetrack import models as families
 
         x = families.featurize(self.prep.family, self.prep.candidate, images)
         out = np.asarray(self.model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
@@ -269,7 +269,7 @@ _MODEL_CODE = """\
 # tunetrack image classifier (MLflow models-from-code: nothing is unpickled at load time)
 from mlflow.models import set_model
 
-from tunetrack.serving import ImageClassifierModel
+from tunetrack.registry.serving import ImageClassifierModel
 
 set_model(ImageClassifierModel())
 """
@@ -327,7 +327,7 @@ def load_classifier(model_uri: str) -> Classifier:
     ``preprocessing.json`` in the same run."""
     import mlflow
 
-    from .tracking import client
+    from tunetrack.tracking.store import client
 
     client()  # points mlflow at tunetrack's store
     info = _model_info(model_uri)
@@ -421,7 +421,7 @@ def classifier_uri(model_uri: str) -> str:
 def serve_command(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
                   ) -> tuple[list[str], dict[str, str]]:
     """The ``mlflow models serve`` command line and environment for the classifier."""
-    from .tracking import tracking_uri
+    from tunetrack.tracking.store import tracking_uri
 
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = tracking_uri()  # so models:/NAME@alias resolves in our store
@@ -447,7 +447,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
     A cell that is not an image gets HTTP 400 naming its row. The server also accepts file
     paths readable by the server process, so keep it on loopback unless that is intended.
     """
-    from .tracking import client
+    from tunetrack.tracking.store import client
 
     uri = classifier_uri(model_uri)
     client()

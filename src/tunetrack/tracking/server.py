@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .tracking import DB_NAME, STORE_DIR
+from tunetrack.tracking.store import DB_NAME, STORE_DIR
 
 
 def default_backend_uri() -> str:

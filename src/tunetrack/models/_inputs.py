@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tunetrack.catalog import FAMILIES
-from tunetrack.plan import feature_length
+from tunetrack.space.catalog import FAMILIES
+from tunetrack.space.plan import feature_length
 
 
 def _schema(family: str):  # noqa: ANN202 - a catalog FamilySchema
@@ -33,7 +33,7 @@ def featurize(family: str, candidate: Mapping[str, Any], images: np.ndarray) -> 
     def get(key: str) -> int:
         return int(candidate.get(key, FAMILIES[family].keys[key].default))
 
-    from tunetrack import features  # scikit-image is only needed by feature families
+    from tunetrack.models import features  # scikit-image is only needed by feature families
 
     if family == "colour":
         return features.colour_features(images, k=get("colours"), levels=get("levels"))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .names import TrialStatus
+from tunetrack.names import TrialStatus
 
 if TYPE_CHECKING:
-    from .tuning import SearchResult, TrialRecord
+    from tunetrack.search.session import SearchResult, TrialRecord
 
 
 def format_value(value: Any) -> str:
