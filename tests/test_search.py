@@ -23,7 +23,7 @@ def _children(client, experiment_id: str, parent_id: str):
 def test_search_records_parent_and_children(store, tiny_pipeline: Path):
     from tunetrack import models as families
     from tunetrack.search.session import run_search
-    from tunetrack.search.tuners import _custom_gradient_names
+    from tunetrack.search._keras_tuner import custom_gradient_names as _custom_gradient_names
 
     before = _custom_gradient_names()
     result = run_search(load_pipeline(tiny_pipeline))

@@ -74,33 +74,36 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
     """
     from tunetrack.search.progress import ConsoleReporter, QuietReporter
     from tunetrack.search.resume import resume_command
-    from tunetrack.search.session import install_interrupt_handler
+    from tunetrack.search.signals import InterruptHandling, interrupt_reason
     from tunetrack.space.pipeline import load_pipeline
 
-    # Ctrl-C (or kill -INT) must reach us even when started in the background with SIGINT ignored.
-    install_interrupt_handler()
-    loaded = load_pipeline(pipeline).override(**flags)
-    if _is_worker():
-        from tunetrack.search.workers import run_worker
+    # Ctrl-C, SIGTERM or SIGHUP stop the search the same way, even while it is still starting
+    # (and with SIGINT ignored, as in a background job).
+    with InterruptHandling():
+        loaded = load_pipeline(pipeline).override(**flags)
+        if _is_worker():
+            from tunetrack.search.workers import run_worker
 
-        sys.exit(run_worker(loaded, notify=lambda m: click.echo(m, err=True)))
-    reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
-    notify = lambda message: click.echo(message, err=True)  # noqa: E731
-    try:
-        if workers is not None:
-            from tunetrack.search.workers import run_parallel
+            sys.exit(run_worker(loaded, notify=lambda m: click.echo(m, err=True)))
+        reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
+        notify = lambda message: click.echo(message, err=True)  # noqa: E731
+        try:
+            if workers is not None:
+                from tunetrack.search.workers import run_parallel
 
-            result = run_parallel(loaded, workers=workers, reporter=reporter, mode=mode or "auto",
-                                  notify=notify, oracle_address=oracle_address)
-        else:
-            from tunetrack.search.session import run_search
+                result = run_parallel(loaded, workers=workers, reporter=reporter,
+                                      mode=mode or "auto", notify=notify,
+                                      oracle_address=oracle_address)
+            else:
+                from tunetrack.search.session import run_search
 
-            result = run_search(loaded, reporter=reporter, mode=mode or "auto", notify=notify)
-    except KeyboardInterrupt:
-        again = resume_command(pipeline, {**flags, "workers": workers})
-        click.echo("search interrupted: the running trial and the search run are marked "
-                   f"KILLED in MLflow; resume it with:\n  {again}", err=True)
-        sys.exit(130)
+                result = run_search(loaded, reporter=reporter, mode=mode or "auto",
+                                    notify=notify)
+        except KeyboardInterrupt:
+            again = resume_command(pipeline, {**flags, "workers": workers})
+            click.echo(f"search {interrupt_reason()}: the running trial and the search run are "
+                       f"marked KILLED in MLflow; resume it with:\n  {again}", err=True)
+            sys.exit(130)
     if result.best is None:
         raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
 

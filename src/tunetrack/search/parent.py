@@ -1,7 +1,7 @@
 """The parent run of a search: opened new or reopened for a resume, and closed with its summary.
 
-Shared by the single-process search (``tuning.run_search``) and the chief of a parallel one
-(``workers.run_parallel``), so both leave the same record.
+Used by :class:`~tunetrack.search.session.SearchSession`, so a search alone and the chief of a
+parallel one leave the same record.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunetrack import names
-from tunetrack.names import TrialStatus
+from tunetrack.names import RunStatus, TrialStatus
 from tunetrack.search import resume
+from tunetrack.search.records import SearchResult, TrialRecord
 from tunetrack.space.pipeline import Pipeline
 from tunetrack.tracking.artifacts import to_jsonable
 
@@ -25,7 +26,7 @@ class OpenedSearch:
     tracker: Any
     log: Any  # RunLogger on the parent run
     plan: resume.Plan
-    trials: list[Any] = field(default_factory=list)
+    trials: list[TrialRecord] = field(default_factory=list)
     previous_seconds: float = 0.0
 
     @property
@@ -33,8 +34,8 @@ class OpenedSearch:
         return self.log.run_id
 
 
-def open_search(pipeline: Pipeline, space: Any, dataset: Any, data_config: Any, *,
-                mode: str = "auto", notify: Callable[[str], None] = print) -> OpenedSearch:
+def open_search(pipeline: Pipeline, space: Any, dataset: Any, *, mode: str = "auto",
+                notify: Callable[[str], None] = print) -> OpenedSearch:
     """Start the parent run, or reopen the interrupted one this pipeline resumes."""
     from tunetrack.tracking.store import RunLogger, SearchTracker
 
@@ -48,16 +49,16 @@ def open_search(pipeline: Pipeline, space: Any, dataset: Any, data_config: Any, 
         log = RunLogger(tracker.client, parent.info.run_id)
         trials = resume.recorded_trials(tracker, parent.info.run_id, pipeline.objective)
         return OpenedSearch(tracker, log, plan, trials,
-                            float(parent.data.metrics.get("search_seconds", 0.0)))
+                            float(parent.data.metrics.get(names.METRIC_SEARCH_SECONDS, 0.0)))
     log = tracker.start_search(
         f"{pipeline.name}-{pipeline.tuner.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
         {**search_tags(pipeline, space, dataset), names.TAG_SEARCH_KEY: plan.key,
-         **resume.snapshot(pipeline), resume.TAG_OWNER: resume.owner()})
+         **resume.snapshot(pipeline), names.TAG_OWNER: resume.owner()})
     log.params(search_params(pipeline, space, dataset)).flush()
     tracker.log_artifact(log.run_id, pipeline.path, "config")
     tracker.log_artifact(log.run_id, space.path, "config")
     tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
-    tracker.client.log_dict(log.run_id, to_jsonable(data_config), "data_config.json")
+    tracker.client.log_dict(log.run_id, to_jsonable(pipeline.data), "data_config.json")
     if plan.superseded is not None:
         resume.abandon(tracker, plan.superseded, log.run_id)
     return OpenedSearch(tracker, log, plan)
@@ -92,6 +93,7 @@ def search_tags(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any]:
     return {names.TAG_FAMILY: space.family, names.TAG_TUNER: pipeline.tuner.kind,
             names.TAG_SEED: pipeline.tuner.seed, names.TAG_PIPELINE: pipeline.path,
             names.TAG_SPACE: space.path, names.TAG_OBJECTIVE: pipeline.objective,
+            names.TAG_DIRECTION: pipeline.direction,
             names.TAG_DATA_FINGERPRINT: dataset.fingerprint,
             names.TAG_CLASSES: list(dataset.class_names),
             names.TAG_GIT_COMMIT: git_commit(), names.TAG_VERSIONS: package_versions()}
@@ -111,13 +113,13 @@ def search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any
             **{f"data.{k}_size": v for k, v in sizes.items()}}
 
 
-def finish_search(tracker: Any, log: Any, result: Any, failure: str | None) -> None:
+def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None) -> None:
     """Summary metrics, best-trial tags, leaderboard and plots; then the parent's final status."""
     best = result.best
-    log.metrics({"trials_completed": result.count(TrialStatus.COMPLETED),
-                 "trials_rejected": result.count(TrialStatus.REJECTED),
-                 "trials_failed": result.count(TrialStatus.FAILED),
-                 "search_seconds": result.elapsed})
+    log.metrics({names.METRIC_TRIALS_COMPLETED: result.count(TrialStatus.COMPLETED),
+                 names.METRIC_TRIALS_REJECTED: result.count(TrialStatus.REJECTED),
+                 names.METRIC_TRIALS_FAILED: result.count(TrialStatus.FAILED),
+                 names.METRIC_SEARCH_SECONDS: result.elapsed})
     if best is not None:
         log.metrics({f"best_{result.pipeline.objective}": best.objective})
         if "val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
@@ -133,6 +135,6 @@ def finish_search(tracker: Any, log: Any, result: Any, failure: str | None) -> N
         except Exception as exc:  # a missing picture must not lose the search's record
             warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
     if result.stop_reason:
-        log.tags({"tunetrack.stop_reason": result.stop_reason})
+        log.tags({names.TAG_STOP_REASON: result.stop_reason})
     log.flush()
-    tracker.end_run(log.run_id, result.status)
+    tracker.end_run(log.run_id, RunStatus(result.status))

@@ -7,12 +7,11 @@ The search loop talks to a :class:`Reporter`; the CLI picks the rich console one
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from tunetrack.names import TrialStatus
-
-if TYPE_CHECKING:
-    from tunetrack.search.session import SearchResult, TrialRecord
+from tunetrack.search.records import SearchResult, TrialRecord, format_seconds
 
 
 def format_value(value: Any) -> str:
@@ -21,9 +20,10 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+def describe_objective(pipeline: Any) -> str:
+    """``val_accuracy (max, inferred)``: the objective as the search log states it."""
+    how = "stated" if getattr(pipeline, "direction_stated", False) else "inferred"
+    return f"{pipeline.objective} ({pipeline.direction}, {how})"
 
 
 class Reporter:
@@ -46,7 +46,7 @@ class Reporter:
 class QuietReporter(Reporter):
     """Only the final summary (``-q``)."""
 
-    def __init__(self, echo: Any = print) -> None:
+    def __init__(self, echo: Callable[[str], None] = print) -> None:
         self.echo = echo
 
     def search_ended(self, result: SearchResult) -> None:
@@ -62,6 +62,7 @@ class ConsoleReporter(QuietReporter):
 
         self.console = console or Console(highlight=False)
         super().__init__(self.console.print)
+        self._header = ""
         self._progress: Any = None
         self._task: Any = None
         self._start = time.perf_counter()
@@ -75,7 +76,7 @@ class ConsoleReporter(QuietReporter):
         self.console.print(
             f"[bold]tunetrack search[/] {pipeline.name}: family [cyan]{space.family}[/], "
             f"tuner [cyan]{pipeline.tuner.kind}[/], {total or '?'} trials x "
-            f"{pipeline.training.epochs} epochs, objective {pipeline.objective}")
+            f"{pipeline.training.epochs} epochs, objective {describe_objective(pipeline)}")
         self.console.print(
             f"data {dataset.source}: {len(dataset.class_names)} classes, image "
             f"{'x'.join(map(str, dataset.image_shape))}, splits {sizes}")

@@ -26,18 +26,25 @@ from typing import Any
 
 from tunetrack import names
 from tunetrack.errors import PipelineError
-from tunetrack.names import TrialStatus
+from tunetrack.names import (
+    TAG_OVERRIDES,
+    TAG_OWNER,
+    TAG_PIPELINE_SHA,
+    TAG_RESUMED,
+    TAG_SPACE_SHA,
+    TAG_WORKER,
+    RunStatus,
+    TrialStatus,
+)
+from tunetrack.search.records import TrialRecord
 from tunetrack.space.pipeline import Pipeline
 
 STATE_DIR = Path(".tunetrack") / "searches"
-TAG_PIPELINE_SHA = "tunetrack.pipeline_sha256"
-TAG_SPACE_SHA = "tunetrack.space_sha256"
-TAG_OVERRIDES = "tunetrack.overrides"
-TAG_OWNER = "tunetrack.owner"
-TAG_RESUMED = "tunetrack.resumed"
-TAG_WORKER = "tunetrack.worker"
-RESUMABLE = ("RUNNING", "KILLED")
 MODES = ("auto", "resume", "new")
+
+
+def _resumable(status: str) -> bool:
+    return RunStatus(status).is_resumable()
 
 
 def _sha(path: str | Path) -> str:
@@ -134,10 +141,10 @@ def plan_search(tracker: Any, pipeline: Pipeline, mode: str = "auto") -> Plan:
     latest = runs[0] if runs else None
     same = next((r for r in runs if r.data.tags.get(names.TAG_SEARCH_KEY) == key), None)
     if mode == "new":
-        if latest is not None and latest.info.status in RESUMABLE:
+        if latest is not None and _resumable(latest.info.status):
             plan.superseded = latest
         return plan
-    if latest is None or (mode == "auto" and latest.info.status not in RESUMABLE):
+    if latest is None or (mode == "auto" and not _resumable(latest.info.status)):
         if mode == "resume":
             state = f"its latest search (run {latest.info.run_id}) is {latest.info.status}" \
                 if latest else "it has no search in this store"
@@ -150,7 +157,7 @@ def plan_search(tracker: Any, pipeline: Pipeline, mode: str = "auto") -> Plan:
             raise PipelineError(
                 f"cannot resume search run {latest.info.run_id}: {changed} since it started; "
                 "run with --new to start a new search", file=pipeline.path)
-        plan.superseded = latest if latest.info.status in RESUMABLE else None
+        plan.superseded = latest if _resumable(latest.info.status) else None
         plan.notes.append(f"not resuming interrupted search run {latest.info.run_id}: {changed}; "
                           "starting a new search")
         return plan
@@ -173,13 +180,13 @@ def kill_stale(tracker: Any, parent_id: str, reason: str, *, worker: str | None 
     """Mark child runs left RUNNING by a dead process KILLED; returns how many."""
     killed = 0
     for run in children(tracker.client, tracker.experiment_id, parent_id):
-        if run.info.status != "RUNNING":
+        if run.info.status != RunStatus.RUNNING:
             continue
         if worker is not None and run.data.tags.get(TAG_WORKER) != worker:
             continue
         tracker.client.set_tag(run.info.run_id, names.TAG_TRIAL_STATUS, TrialStatus.KILLED.value)
         tracker.client.set_tag(run.info.run_id, names.TAG_REASON, reason)
-        tracker.end_run(run.info.run_id, "KILLED")
+        tracker.end_run(run.info.run_id, RunStatus.KILLED)
         killed += 1
     return killed
 
@@ -191,8 +198,8 @@ def abandon(tracker: Any, run: Any, new_parent: str) -> None:
     reason = f"not resumed; superseded by search run {new_parent}"
     kill_stale(tracker, run.info.run_id, f"process died; {reason}")
     tracker.client.set_tag(run.info.run_id, names.TAG_REASON, reason)
-    if run.info.status == "RUNNING":
-        tracker.end_run(run.info.run_id, "KILLED")
+    if run.info.status == RunStatus.RUNNING:
+        tracker.end_run(run.info.run_id, RunStatus.KILLED)
 
 
 def reopen(tracker: Any, parent: Any) -> None:
@@ -200,7 +207,7 @@ def reopen(tracker: Any, parent: Any) -> None:
     run_id = parent.info.run_id
     kill_stale(tracker, run_id, f"process died; resumed by {owner()} at "
                                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    tracker.client.update_run(run_id, status="RUNNING")
+    tracker.client.update_run(run_id, status=RunStatus.RUNNING.value)
     count = int(parent.data.tags.get(TAG_RESUMED, "0")) + 1
     tracker.client.set_tag(run_id, TAG_RESUMED, str(count))
     tracker.client.set_tag(run_id, TAG_OWNER, owner())
@@ -216,10 +223,8 @@ def _value(text: str) -> Any:
     return {"True": True, "False": False}.get(text, text)
 
 
-def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[Any]:
+def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[TrialRecord]:
     """The trials MLflow holds for a search, oldest first, one per trial id (KILLED skipped)."""
-    from tunetrack.search.session import TrialRecord
-
     records: dict[str, TrialRecord] = {}
     runs = sorted(children(tracker.client, tracker.experiment_id, parent_id),
                   key=lambda r: r.info.start_time)
@@ -229,7 +234,7 @@ def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[Any]:
             status = TrialStatus(tags.get(names.TAG_TRIAL_STATUS, ""))
         except ValueError:
             continue
-        if status is TrialStatus.KILLED or run.info.status == "RUNNING":
+        if status is TrialStatus.KILLED or run.info.status == RunStatus.RUNNING:
             continue
         trial_id = tags[names.TAG_TRIAL_ID]
         candidate = {k: _value(v) for k, v in run.data.params.items() if not k.startswith("tuner/")}
@@ -239,7 +244,7 @@ def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[Any]:
         if status is TrialStatus.COMPLETED:
             record.objective = metrics.get(f"best_{objective}")
             record.params_total = int(metrics.get(names.METRIC_PARAMS_TOTAL, 0))
-            record.epochs = int(metrics.get("epochs_trained", 0))
+            record.epochs = int(metrics.get(names.METRIC_EPOCHS_TRAINED, 0))
             record.metrics = {k: v for k, v in metrics.items()
                               if k.startswith(("best_", "final_"))}
             record.metrics[objective] = record.objective

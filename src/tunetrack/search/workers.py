@@ -38,10 +38,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tunetrack import names
-from tunetrack.errors import SearchAborted
 from tunetrack.names import TrialStatus
+from tunetrack.search import _keras_tuner as kt_internal
 from tunetrack.search import resume
 from tunetrack.search.progress import Reporter
+from tunetrack.search.records import SearchResult, TrialRecord
+from tunetrack.search.session import SearchSession, aborted, prepare
+from tunetrack.search.signals import InterruptHandling, check_interrupted, interrupt_reason
+from tunetrack.search.trial import TrialRunner
 from tunetrack.space.pipeline import Pipeline
 
 PARENT_ENV = "TUNETRACK_PARENT_RUN_ID"
@@ -91,143 +95,74 @@ def worker_env(index: int, address: tuple[str, int], parent: str, uri: str, coun
     return env
 
 
-def _serve(oracle: Any, address: str) -> tuple[Any, Any, int]:
-    """keras-tuner's oracle servicer on our own gRPC server (its loop polls only every 20 s)."""
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    servicer = OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    port = server.add_insecure_port(address)
-    if not port:
-        raise OSError(f"cannot listen on {address} for the oracle")
-    server.start()
-    return server, servicer, port
-
-
-def _requeue(oracle: Any, tuner_id: str) -> None:
-    """A worker died holding a trial: give the trial to the next worker that asks."""
-    from keras_tuner.src.engine.oracle import LOCKS
-
-    with LOCKS[oracle]:
-        trial = oracle.ongoing_trials.pop(tuner_id, None)
-        oracle.tuner_ids.discard(tuner_id)
-        if trial is not None:
-            oracle._retry_queue.append(trial.trial_id)
-            oracle.save()
-
-
 def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None = None,
                  mode: str = "auto", notify: Callable[[str], None] | None = None,
-                 oracle_address: str = "127.0.0.1:0") -> Any:
+                 oracle_address: str = "127.0.0.1:0") -> SearchResult:
     """The chief: serve the oracle, run ``workers`` local workers, close the parent run."""
-    from tunetrack.search import parent as searchrun
-    from tunetrack.search.session import (
-        SearchResult,
-        _Search,
-        _stderr,
-        check_interrupted,
-        install_interrupt_handler,
-        prepare,
-    )
-    from tunetrack.search.tuners import build_tuner, stop_oracle
     from tunetrack.tracking.store import tracking_uri
 
-    reporter, notify = reporter or Reporter(), notify or _stderr
-    space, dataset, data_config = prepare(pipeline)
-    opened = searchrun.open_search(pipeline, space, dataset, data_config, mode=mode,
-                                   notify=notify)
-    tracker, log, parent = opened.tracker, opened.log, opened.run_id
-    log.tags({"tunetrack.workers": workers}).flush()
-    search = _Search(pipeline, space, dataset, tracker, reporter, recorded=opened.trials)
-    start = time.perf_counter() - opened.previous_seconds
-    reporter.search_started(pipeline=pipeline, space=space, dataset=dataset,
-                            total=pipeline.tuner.max_trials, experiment=pipeline.experiment,
-                            run_id=parent)
-    directory = str(opened.plan.directory)
-    status, failure, stop_reason, aborted = "FINISHED", None, None, None
-    procs: dict[str, subprocess.Popen] = {}
-    server = None
-    try:
-        tuner = build_tuner(search, directory,
-                            overwrite=not searchrun.tuner_state(opened, notify))
-        searchrun.mark_tuner_state(opened)
+    with SearchSession(pipeline, reporter=reporter, mode=mode, notify=notify,
+                       chief=True) as session:
+        session.log.tags({names.TAG_WORKERS: workers}).flush()
+        tuner = session.build_tuner()
         oracle = tuner.oracle
         oracle.verbose = 0
         tuner.save()
-        server, servicer, port = _serve(oracle, oracle_address)
-        host = oracle_address.rpartition(":")[0]
-        notify(f"oracle on {host}:{port}; workers elsewhere: {PARENT_ENV}={parent} "
-               f"KERASTUNER_ORACLE_IP=<this host> KERASTUNER_ORACLE_PORT={port} "
-               f"KERASTUNER_TUNER_ID=<unique> MLFLOW_TRACKING_URI={tracking_uri()}")
-        local = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
-        gpus = visible_gpus()
-        for i in range(workers):
-            env = worker_env(i, (local, port), parent, tracking_uri(), workers, gpus)
-            procs[f"tuner{i}"] = subprocess.Popen(worker_command(pipeline), env=env)
-        ended: dict[str, int] = {}
-        if threading.current_thread() is threading.main_thread():
-            install_interrupt_handler()
-        limit = pipeline.tuner.max_minutes
-        while True:
-            time.sleep(POLL_SECONDS)
-            check_interrupted()
-            for tid, proc in procs.items():
-                if tid not in ended and proc.poll() is not None:
-                    ended[tid] = proc.returncode
-                    if proc.returncode != 0:
-                        _requeue(oracle, tid)
-                        resume.kill_stale(tracker, parent, f"process died: worker {tid} exited "
-                                          f"with status {proc.returncode}", worker=tid)
-            if limit is not None and stop_reason is None and \
-                    time.perf_counter() - start > 60 * limit:
-                stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
-                stop_oracle(oracle)
-            if procs:
-                if len(ended) == len(procs) and not oracle.ongoing_trials:
-                    break
-            elif servicer.stop_triggered and not oracle.ongoing_trials \
-                    and not oracle.tuner_ids:
-                break
+        server, servicer, port = kt_internal.serve_oracle(oracle, oracle_address)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            oracle._check_consecutive_failures()
-        except RuntimeError as exc:
-            aborted = exc
-        if aborted is not None:
-            status, failure = "FAILED", f"consecutive failures: {aborted}"[:1000]
-        elif procs and all(rc != 0 for rc in ended.values()):
-            status, failure = "FAILED", f"every worker failed (exit statuses {ended})"
-    except KeyboardInterrupt:
-        status, failure = "KILLED", "interrupted (Ctrl-C)"
-        raise
-    except Exception as exc:
-        status, failure = "FAILED", f"{type(exc).__name__}: {exc}".strip()[:1000]
-        raise
-    finally:
-        _stop_workers(procs)
-        if server is not None:
+            host = oracle_address.rpartition(":")[0]
+            session.notify(f"oracle on {host}:{port}; workers elsewhere: "
+                           f"{PARENT_ENV}={session.run_id} KERASTUNER_ORACLE_IP=<this host> "
+                           f"KERASTUNER_ORACLE_PORT={port} KERASTUNER_TUNER_ID=<unique> "
+                           f"MLFLOW_TRACKING_URI={tracking_uri()}")
+            local = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+            gpus = visible_gpus()
+            for i in range(workers):
+                env = worker_env(i, (local, port), session.run_id, tracking_uri(), workers, gpus)
+                procs[f"tuner{i}"] = subprocess.Popen(worker_command(pipeline), env=env)
+            ended = _watch(session, tuner, servicer, procs)
+            try:
+                kt_internal.check_consecutive_failures(oracle)
+            except RuntimeError as exc:
+                raise aborted(pipeline, None) from exc
+            if procs and all(rc != 0 for rc in ended.values()):
+                session.fail(f"every worker failed (exit statuses {ended})")
+        finally:
+            _stop_workers(procs)
             server.stop(grace=1)
-        resume.kill_stale(tracker, parent, f"process died; search ended {status}"
-                          if status != "KILLED" else "interrupted (Ctrl-C)")
-        trials = resume.recorded_trials(tracker, parent, pipeline.objective)
-        result = SearchResult(pipeline, tracker.experiment_id, parent, trials,
-                              time.perf_counter() - start, status, stop_reason,
-                              searched=list(space.searched()))
-        searchrun.finish_search(tracker, log, result, failure)
-        if status == "FINISHED":
-            shutil.rmtree(directory, ignore_errors=True)
-    if aborted is not None:
-        raise SearchAborted(f"search stopped after {pipeline.tuner.max_consecutive_failures} "
-                            "consecutive failed trials (tuner.max_consecutive_failures)")
-    reporter.search_ended(result)
-    return result
+    assert session.result is not None
+    session.reporter.search_ended(session.result)
+    return session.result
 
 
-def _stop_workers(procs: dict[str, subprocess.Popen], grace: float = 30.0) -> None:
+def _watch(session: SearchSession, tuner: Any, servicer: Any,
+           procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """Until the search is over: requeue the trial of a worker that dies, apply the time budget.
+    Returns each local worker's exit status."""
+    oracle = tuner.oracle
+    ended: dict[str, int] = {}
+    while True:
+        time.sleep(POLL_SECONDS)
+        check_interrupted()
+        for tid, proc in procs.items():
+            if tid not in ended and proc.poll() is not None:
+                ended[tid] = proc.returncode
+                if proc.returncode != 0:
+                    kt_internal.requeue(oracle, tid)
+                    resume.kill_stale(session.tracker, session.run_id,
+                                      f"process died: worker {tid} exited with status "
+                                      f"{proc.returncode}", worker=tid)
+        session.runner.check_budget(tuner)
+        if procs:
+            if len(ended) == len(procs) and not oracle.ongoing_trials:
+                return ended
+        elif kt_internal.stop_requested(servicer) and not oracle.ongoing_trials \
+                and not oracle.tuner_ids:
+            return ended
+
+
+def _stop_workers(procs: dict[str, subprocess.Popen[bytes]], grace: float = 30.0) -> None:
     """Ask running workers to stop (their trial is marked KILLED), then make sure they did."""
     alive = [p for p in procs.values() if p.poll() is None]
     for proc in alive:
@@ -247,7 +182,8 @@ class WorkerReporter(Reporter):
     def __init__(self, tuner_id: str, echo: Callable[[str], None] = print) -> None:
         self.tuner_id, self.echo = tuner_id, echo
 
-    def trial_ended(self, record: Any, *, best: Any, elapsed: float) -> None:
+    def trial_ended(self, record: TrialRecord, *, best: TrialRecord | None,
+                    elapsed: float) -> None:
         what = (f"{record.objective:.4f} ({record.seconds:.1f}s)"
                 if record.status is TrialStatus.COMPLETED else f"{record.reason}")
         self.echo(f"[{self.tuner_id}] trial {record.trial_id} {record.status.value}: {what}")
@@ -269,36 +205,34 @@ def _watch_chief(pid: int) -> None:
 
 def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = None) -> int:
     """A worker: train the chief's trials until it has none; returns the exit status."""
-    from tunetrack.search.session import _Search, _stderr, install_interrupt_handler, prepare
     from tunetrack.search.tuners import build_tuner
     from tunetrack.tracking.store import SearchTracker
 
-    notify = notify or _stderr
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
-    install_interrupt_handler(signal.SIGTERM)
-    if os.environ.get(CHIEF_PID_ENV, "").isdigit():
-        _watch_chief(int(os.environ[CHIEF_PID_ENV]))
-    space, dataset, _ = prepare(pipeline)
-    tracker = SearchTracker(pipeline.experiment)
-    parent = os.environ.get(PARENT_ENV) or _find_parent(tracker, pipeline)
-    tracker.parent_run_id = parent
-    recorded = resume.recorded_trials(tracker, parent, pipeline.objective)
-    search = _Search(pipeline, space, dataset, tracker, WorkerReporter(tuner_id), recorded=recorded,
-                     worker=tuner_id)
-    directory = tempfile.mkdtemp(prefix=f"tunetrack-{tuner_id}-")
-    reason = None
-    try:
-        tuner = build_tuner(search, directory, overwrite=True)
-        install_interrupt_handler(signal.SIGTERM)  # again, after TF and MLflow are imported
-        search.warm_up()
-        tuner.search(epochs=pipeline.training.epochs, verbose=0)
-    except KeyboardInterrupt:
-        reason = f"interrupted: worker {tuner_id} was stopped"
-        return 130
-    finally:
-        search.finish_uploads()
-        search.kill_running(reason or "worker ended")
-        shutil.rmtree(directory, ignore_errors=True)
+    with InterruptHandling() as signals:
+        if os.environ.get(CHIEF_PID_ENV, "").isdigit():
+            _watch_chief(int(os.environ[CHIEF_PID_ENV]))
+        space, dataset = prepare(pipeline)
+        tracker = SearchTracker(pipeline.experiment)
+        parent = os.environ.get(PARENT_ENV) or _find_parent(tracker, pipeline)
+        tracker.parent_run_id = parent
+        recorded = resume.recorded_trials(tracker, parent, pipeline.objective)
+        runner = TrialRunner(pipeline, space, dataset, tracker, WorkerReporter(tuner_id),
+                             recorded=recorded, worker=tuner_id)
+        directory = tempfile.mkdtemp(prefix=f"tunetrack-{tuner_id}-")
+        reason = None
+        try:
+            tuner = build_tuner(runner, directory, overwrite=True)
+            signals.install()  # again, after TensorFlow and MLflow are imported
+            runner.warm_up()
+            tuner.search(epochs=pipeline.training.epochs, verbose=0)
+        except KeyboardInterrupt:
+            reason = f"{interrupt_reason()}: worker {tuner_id} was stopped"
+            return 130
+        finally:
+            runner.finish_uploads()
+            runner.kill_running(reason or "worker ended")
+            shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from tunetrack import names
@@ -22,6 +23,7 @@ from tunetrack.errors import TrackingError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+T = TypeVar("T")
 STORE_DIR = "mlruns"
 DB_NAME = "mlflow.db"
 
@@ -79,22 +81,52 @@ def get_or_create_experiment(mlclient: MlflowClient, name: str) -> str:
 
 
 LOCKED_RETRIES = 8
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
-def retry_locked(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """``call(*args, **kwargs)``, retried with backoff while SQLite says "database is locked".
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: ``__cause__``/``__context__`` and SQLAlchemy's ``.orig``."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        todo.extend([current.__cause__, current.__context__,
+                     orig if isinstance(orig, BaseException) else None])
+
+
+def is_locked(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "busy"/"locked" (another writer holds the database).
+
+    Decided by the sqlite3 error code MLflow's exception wraps (SQLITE_BUSY, SQLITE_LOCKED), not by
+    its text: a read-only database, a missing folder or a full disk is not worth a retry.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, sqlite3.OperationalError):
+            code = getattr(cause, "sqlite_errorcode", None)
+            return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return False
+
+
+def retry_locked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, retried with backoff while SQLite says it is locked.
 
     Several local workers writing one SQLite store collide (one writer at a time); a bounded
-    retry (about 25 s in all) keeps every metric instead of failing the trial.
+    retry (about 25 s in all) keeps every metric instead of failing the trial. Any other error
+    is raised at once (see :func:`is_locked`).
     """
     for attempt in range(LOCKED_RETRIES):
         try:
             return call(*args, **kwargs)
         except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES - 1:
+            if not is_locked(exc) or attempt == LOCKED_RETRIES - 1:
                 raise
             time.sleep(min(0.1 * 2 ** attempt, 8.0))
-    return None  # pragma: no cover
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _stringify(value: Any) -> str:
@@ -176,7 +208,7 @@ class SearchTracker:
                   **{k: _stringify(v) for k, v in tags.items() if v is not None}})
         return RunLogger(self.client, run.info.run_id)
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+    def end_run(self, run_id: str, status: str = names.RunStatus.FINISHED) -> None:
         retry_locked(self.client.set_terminated, run_id, status=status)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:

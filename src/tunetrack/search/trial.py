@@ -1,0 +1,291 @@
+"""One trial, from the oracle's proposal to its MLflow record.
+
+Every candidate the oracle proposes is planned first (pure arithmetic, milliseconds). An
+impossible or over-budget candidate is *rejected*: recorded in MLflow with its reason, reported
+to the oracle as a completed trial scored like a model that learned nothing (see
+:meth:`TrialRunner.penalty`), and the trial budget is extended by one, so ``max_trials`` counts
+trained models and keras-tuner's consecutive-failure limit is not touched. A candidate that
+raises while building or training, or whose loss becomes NaN, is *failed*: recorded with its
+reason and traceback, and keras-tuner is told through ``FailedTrialError`` (it stops after
+``max_consecutive_failures``).
+
+The same :class:`TrialRunner` serves a search alone, and each worker of a parallel one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from tunetrack import names
+from tunetrack.errors import CandidateRejected
+from tunetrack.names import RunStatus, TrialStatus
+from tunetrack.search.progress import Reporter
+from tunetrack.search.records import HYPERBAND_KEYS, REJECTED_METRIC, TrialRecord, best_of
+from tunetrack.space.pipeline import Pipeline
+
+_log = logging.getLogger("tunetrack")
+# The search's clock (seconds); a test replaces it to make the time budget deterministic.
+clock: Callable[[], float] = time.perf_counter
+
+
+class TrialRunner:
+    """State shared by the keras-tuner hooks of one search process (see ``tuners.TrialHost``)."""
+
+    def __init__(self, pipeline: Pipeline, space: Any, dataset: Any, tracker: Any,
+                 reporter: Reporter, *, recorded: list[TrialRecord] | None = None,
+                 worker: str | None = None) -> None:
+        self.pipeline, self.space, self.dataset = pipeline, space, dataset
+        self.tracker, self.reporter = tracker, reporter
+        self.family: str = space.family
+        self.num_classes = len(dataset.class_names)
+        self.constraints = space.constraints.merged(pipeline.constraints)
+        # Trials MLflow already holds (a resumed search): counted, and never trained again.
+        self.trials: list[TrialRecord] = list(recorded or [])
+        self.recorded = {t.trial_id: t for t in self.trials}
+        self.worker = worker
+        self.start = clock()
+        self.stop_reason: str | None = None
+        self.running: tuple[TrialRecord, str] | None = None
+        self.last_model: Any = None
+        self.uploads: Any = None  # artifacts.BackgroundUploads, made by warm_up()
+        self._features: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self.trained = sum(t.status is TrialStatus.COMPLETED for t in self.trials)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def candidate(self, hp: Any) -> dict[str, Any]:
+        candidate: dict[str, Any] = self.space.declare(hp.copy())
+        return candidate
+
+    def inputs(self, candidate: dict[str, Any]) -> tuple[Any, Any]:
+        """Training and validation inputs; feature families extract once per feature setting."""
+        from tunetrack import models
+
+        if self.dataset.x_train.ndim == 4 and models.input_shape(
+                self.family, candidate, self.dataset.image_shape) == self.dataset.image_shape:
+            return self.dataset.x_train, self.dataset.x_val
+        key = tuple(sorted((k, v) for k, v in candidate.items() if "." not in k))
+        if key not in self._features:
+            self._features[key] = (models.featurize(self.family, candidate, self.dataset.x_train),
+                                   models.featurize(self.family, candidate, self.dataset.x_val))
+        return self._features[key]
+
+    def penalty(self) -> float:
+        """A rejected candidate's score for the oracle: no better than chance, nor than the
+        worst trained trial.
+
+        It stays within the range of scores the oracle has seen (plus the chance level), so a
+        Bayesian oracle's model of the objective is not stretched by an arbitrary constant: a
+        rejection reads as "as bad as a model that learned nothing" (accuracy ``1/C``,
+        cross-entropy ``ln C``). keras-tuner's own failed/invalid path is not used because it
+        counts towards ``max_consecutive_failed_trials`` and would end a search whose space is
+        mostly over budget.
+        """
+        scores = [float(t.objective) for t in self.trials
+                  if t.status is TrialStatus.COMPLETED and t.objective is not None]
+        chance = names.chance_score(self.pipeline.objective, self.num_classes)
+        floor = scores + ([chance] if chance is not None else [])
+        if not floor:
+            return 0.0
+        return min(floor) if self.pipeline.direction == "max" else max(floor)
+
+    def best(self) -> TrialRecord | None:
+        return best_of(self.trials, self.pipeline.direction)
+
+    def shown(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        searched = set(self.space.searched())
+        return {k: v for k, v in candidate.items() if k in searched}
+
+    def preprocessing(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        """How raw images become this trial's model input: logged beside the model."""
+        from tunetrack import models
+
+        return {"family": self.family, "candidate": candidate,
+                "image_shape": list(self.dataset.image_shape),
+                "color_mode": "grayscale" if self.dataset.image_shape[-1] == 1 else "rgb",
+                "class_names": list(self.dataset.class_names),
+                "outputs_probabilities": models.outputs_probabilities(self.family, candidate),
+                "source": self.dataset.source, "scaling": "pixel / 255"}
+
+    def trial_tags(self) -> dict[str, Any]:
+        return {names.TAG_FAMILY: self.family, names.TAG_TUNER: self.pipeline.tuner.kind,
+                names.TAG_SEED: self.pipeline.tuner.seed, names.TAG_WORKER: self.worker}
+
+    def replay(self, trial_id: str) -> dict[str, float] | None:
+        """The oracle hands out a trial MLflow already finished: report it, do not train it."""
+        from keras_tuner.errors import FailedTrialError
+
+        done = self.recorded.pop(trial_id, None)
+        if done is None:
+            return None
+        if done.status is TrialStatus.COMPLETED and done.objective is not None:
+            return {self.pipeline.objective: float(done.objective)}
+        if done.status is TrialStatus.REJECTED:
+            return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
+        raise FailedTrialError(done.reason or "failed")
+
+    # -- one trial ---------------------------------------------------------------------------
+    def run_trial(self, tuner: Any, trial: Any, fit: Callable[[], Any]) -> Any:
+        from keras_tuner.errors import FailedTrialError
+
+        from tunetrack.space.plan import check_constraints, plan_candidate
+
+        replayed = self.replay(trial.trial_id)
+        if replayed is not None:
+            return replayed
+        hp_values = trial.hyperparameters.values
+        candidate = self.candidate(trial.hyperparameters)
+        # Weights are seeded by trial id, so a resumed or parallel trial trains as it would have.
+        number = int(trial.trial_id) + 1 if trial.trial_id.isdigit() else len(self.trials) + 1
+        self.reporter.trial_started(number=self.trained + 1, total=self.pipeline.tuner.max_trials,
+                                    trial_id=trial.trial_id, shown=self.shown(candidate))
+        t0 = time.perf_counter()
+        extra = {k: hp_values[k] for k in HYPERBAND_KEYS if k in hp_values}
+        try:
+            plan = plan_candidate(self.family, candidate, self.dataset.image_shape,
+                                  self.num_classes)
+            check_constraints(plan, self.constraints)
+        except CandidateRejected as exc:
+            self._record_rejected(trial.trial_id, candidate, exc, t0, extra)
+            return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
+
+        record = TrialRecord(trial.trial_id, TrialStatus.COMPLETED, candidate,
+                             params_total=plan.total_params)
+        log = self.tracker.start_trial(trial.trial_id, f"trial-{trial.trial_id}",
+                                       self.trial_tags())
+        record.run_id = log.run_id
+        log.params(candidate).params(extra).flush()
+        self.running = (record, log.run_id)
+        try:
+            import keras
+
+            keras.utils.set_random_seed(self.pipeline.tuner.seed + number)
+            histories = fit()
+            history = histories[0] if isinstance(histories, list) else histories
+            losses = history.history.get("loss", [])
+            bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+            if not losses or bad:
+                epoch = history.epoch[bad[0]] if bad else 0
+                raise FloatingPointError(f"loss became NaN at epoch {epoch + 1}")
+        except Exception as exc:  # a failed trial must never end the search by itself
+            self.running = None
+            self._record_failed(record, log, exc, t0)
+            raise FailedTrialError(record.reason) from exc
+        self.running = None
+        self._record_completed(record, log, history, plan, t0)
+        return histories
+
+    def _finish(self, record: TrialRecord) -> None:
+        self.trials.append(record)
+        self.reporter.trial_ended(record, best=self.best(),
+                                  elapsed=clock() - self.start)
+
+    def _record_rejected(self, trial_id: str, candidate: dict[str, Any], exc: CandidateRejected,
+                         t0: float, extra: dict[str, Any]) -> None:
+        record = TrialRecord(trial_id, TrialStatus.REJECTED, candidate, reason=exc.reason)
+        log = self.tracker.start_trial(trial_id, f"trial-{trial_id}", {
+            **self.trial_tags(), names.TAG_TRIAL_STATUS: TrialStatus.REJECTED.value,
+            names.TAG_REASON: exc.reason, names.TAG_REJECT_KIND: exc.kind})
+        record.run_id = log.run_id
+        log.params(candidate).params(extra).flush()
+        self.tracker.end_run(log.run_id, RunStatus.FINISHED)
+        record.seconds = time.perf_counter() - t0
+        self._finish(record)
+
+    def _record_failed(self, record: TrialRecord, log: Any, exc: BaseException,
+                       t0: float) -> None:
+        record.status = TrialStatus.FAILED
+        record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+        record.seconds = time.perf_counter() - t0
+        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.FAILED.value,
+                  names.TAG_REASON: record.reason}).metric(names.METRIC_TRAIN_SECONDS,
+                                                           record.seconds).flush()
+        self.tracker.log_text(log.run_id, "".join(traceback.format_exception(exc)),
+                              "traceback.txt")
+        self.tracker.end_run(log.run_id, RunStatus.FAILED)
+        self._finish(record)
+
+    def _record_completed(self, record: TrialRecord, log: Any, history: Any, plan: Any,
+                          t0: float) -> None:
+        record.seconds = time.perf_counter() - t0
+        steps = list(history.epoch)
+        objective = self.pipeline.objective
+        series = history.history
+        for key, values in series.items():
+            log.series(key, [float(v) for v in values], steps)
+        pick = max if self.pipeline.direction == "max" else min
+        best_index = series[objective].index(pick(series[objective]))
+        record.objective = float(series[objective][best_index])
+        record.epochs = len(steps)
+        model = self.last_model
+        total = int(model.count_params()) if model is not None else plan.total_params
+        trainable = (int(sum(math.prod(w.shape) for w in model.trainable_weights))
+                     if model is not None else plan.trainable_params)
+        record.params_total = total
+        for key, values in series.items():
+            record.metrics[f"best_{key}"] = float(min(values) if "loss" in key else max(values))
+            record.metrics[f"final_{key}"] = float(values[-1])
+        record.metrics[objective] = record.objective
+        log.metrics({names.METRIC_PARAMS_TOTAL: total, names.METRIC_PARAMS_TRAINABLE: trainable,
+                     names.METRIC_FLOPS: plan.flops, names.METRIC_TRAIN_SECONDS: record.seconds,
+                     names.METRIC_BEST_EPOCH: steps[best_index] + 1,
+                     names.METRIC_EPOCHS_TRAINED: len(steps),
+                     **{k: v for k, v in record.metrics.items() if k != objective}})
+        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.COMPLETED.value})
+        log.flush()
+        if model is not None:
+            from tunetrack.tracking import artifacts
+
+            self.warm_up()
+            _, x_val = self.inputs(record.candidate)
+            artifacts.log_trial(self.tracker, log.run_id, model=model, plan=plan,
+                                history=history, x_val=x_val, y_val=self.dataset.y_val,
+                                preprocessing=self.preprocessing(record.candidate),
+                                uploads=self.uploads)
+        self.tracker.end_run(log.run_id, RunStatus.FINISHED)
+        self.trained += 1
+        self.last_model = None
+        self._finish(record)
+
+    # -- around the trials ---------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Start the uploads thread on the first-use costs of logging (see artifacts.warm_up)."""
+        if self.uploads is None:
+            from tunetrack.tracking import artifacts
+
+            self.uploads = artifacts.BackgroundUploads()
+            self.uploads.submit(artifacts.warm_up)
+
+    def finish_uploads(self) -> None:
+        """Wait for the figures still being drawn; a failed one is a warning, not a failure."""
+        if self.uploads is None:
+            return
+        for error in self.uploads.drain():
+            _log.warning("a trial figure was not saved: %s", error)
+
+    def kill_running(self, reason: str) -> None:
+        """Mark the trial in flight KILLED: no run may stay RUNNING after its process ends."""
+        if self.running is None:
+            return
+        from tunetrack.tracking.store import RunLogger
+
+        _, run_id = self.running
+        self.running = None
+        # One batch, retried while SQLite is locked (a reader may hold it as we are stopped).
+        RunLogger(self.tracker.client, run_id).tags({
+            names.TAG_TRIAL_STATUS: TrialStatus.KILLED.value, names.TAG_REASON: reason}).flush()
+        self.tracker.end_run(run_id, RunStatus.KILLED)
+
+    def check_budget(self, tuner: Any) -> None:
+        """Stop cleanly once ``max_minutes`` has passed: no new trial after the running one."""
+        limit = self.pipeline.tuner.max_minutes
+        if self.worker is None and limit is not None and clock() - self.start > 60 * limit:
+            if self.stop_reason is None:
+                self.stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
+            from tunetrack.search.tuners import stop_oracle
+
+            stop_oracle(tuner.oracle)

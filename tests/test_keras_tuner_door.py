@@ -1,0 +1,141 @@
+"""Canaries for every keras-tuner / TensorFlow internal that ``search/_keras_tuner.py`` uses.
+
+Each test names the internal it guards, so an upgrade that moves one fails here with a message
+that says what to fix, instead of a search breaking somewhere else. No training.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from tunetrack.search import _keras_tuner as door
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tunetrack"
+
+
+@pytest.fixture
+def oracle(tmp_path: Path):
+    """A random-search oracle with a project folder, as a tuner would set it up."""
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 1, 4)
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=3,
+        hyperparameters=hp, seed=1)
+    oracle._set_project_dir(str(tmp_path), "canary")
+    return oracle
+
+
+def test_written_for_the_pinned_versions():
+    pins = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'"keras-tuner=={door.WRITTEN_FOR["keras-tuner"]}"' in pins, \
+        "keras-tuner's pin in pyproject.toml moved: re-check every canary in this file"
+    assert importlib.metadata.version("keras-tuner") == door.WRITTEN_FOR["keras-tuner"]
+
+
+def test_private_api_is_used_from_one_module_only():
+    users = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                   if re.search(r"keras_tuner\.src|tensorflow\.python", p.read_text()))
+    assert users == ["search/_keras_tuner.py"], users
+
+
+def test_config_debug_flag_exists():
+    from keras_tuner.src import config
+
+    assert isinstance(getattr(config, "DEBUG", None), bool), \
+        "keras_tuner.src.config.DEBUG is gone: quiet_failed_trials() needs another switch"
+    door.quiet_failed_trials()
+    assert config.DEBUG is False
+
+
+def test_populate_initial_space_hook_exists():
+    from keras_tuner.src.engine.base_tuner import BaseTuner
+
+    hook = getattr(BaseTuner, "_populate_initial_space", None)
+    assert hook is not None, "BaseTuner._populate_initial_space is gone: declared_space_tuner()"
+    assert list(inspect.signature(hook).parameters) == ["self"], \
+        "BaseTuner._populate_initial_space changed its signature: declared_space_tuner()"
+    source = inspect.getsource(BaseTuner.__init__)
+    assert "_populate_initial_space" in source, \
+        "BaseTuner.__init__ no longer calls _populate_initial_space: declared_space_tuner()"
+
+
+def test_synchronized_wraps_end_trial(oracle):
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    assert callable(getattr(oracle_module, "synchronized", None)), \
+        "keras_tuner.src.engine.oracle.synchronized is gone: after_end_trial()"
+    seen = []
+    door.after_end_trial(oracle, lambda o: seen.append(len(o.trials)))
+    assert seen == [0]  # called once at once
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    assert seen == [0, 1], "the end_trial hook did not run: Oracle.end_trial changed"
+    assert type(oracle).__name__ == "RandomSearchOracle"
+
+
+def test_oracle_retry_queue_and_locks(oracle):
+    from keras_tuner.src.engine.oracle import LOCKS
+
+    assert isinstance(getattr(oracle, "_retry_queue", None), list), \
+        "Oracle._retry_queue is gone: requeue()"
+    assert hasattr(LOCKS[oracle], "acquire"), "keras_tuner.src.engine.oracle.LOCKS: requeue()"
+    trial = oracle.create_trial("tuner7")
+    assert door.requeue(oracle, "tuner7") == trial.trial_id
+    assert oracle._retry_queue == [trial.trial_id]
+    assert "tuner7" not in oracle.ongoing_trials
+    assert door.requeue(oracle, "tuner7") is None
+    # keras-tuner hands the requeued trial to the next worker that asks
+    assert oracle.create_trial("tuner8").trial_id == trial.trial_id
+
+
+def test_check_consecutive_failures_raises_runtime_error(oracle):
+    oracle.max_consecutive_failed_trials = 1
+    door.check_consecutive_failures(oracle)  # nothing failed yet
+    trial = oracle.create_trial("tuner0")
+    trial.status = "FAILED"
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        oracle.end_trial(trial)
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        door.check_consecutive_failures(oracle)
+
+
+def test_oracle_servicer_serves_and_reports_stop(oracle):
+    import grpc
+    from keras_tuner.src import protos
+
+    server, servicer, port = door.serve_oracle(oracle, "127.0.0.1:0")
+    try:
+        assert port > 0
+        assert door.stop_requested(servicer) is False, "OracleServicer.stop_triggered is gone"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = protos.get_service_grpc().OracleStub(channel)
+            space = stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=10)
+        assert [hp.name for hp in space.hyperparameters.space.int_space] == ["units"]
+    finally:
+        server.stop(grace=0)
+
+
+def test_tensorflow_gradient_registry_is_reachable():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the gradient-registry release is TensorFlow-only")
+    registry = door._gradient_registry()
+    assert registry is not None, \
+        "tensorflow.python.framework.ops.gradient_registry._registry moved: release_trial_graphs()"
+    registry["CustomGradient-canary"] = object()
+    try:
+        assert door.release_trial_graphs(door.custom_gradient_names() - {
+            "CustomGradient-canary"}) >= 1
+        assert "CustomGradient-canary" not in registry
+    finally:
+        registry.pop("CustomGradient-canary", None)
