@@ -8,7 +8,7 @@ PIPELINE ?= pipelines/digits.yaml
 PORT ?= 5000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup search test ui lint bench clean
+.PHONY: setup search test test-fast ui lint bench clean
 
 setup: $(STAMP)
 
@@ -25,11 +25,16 @@ search: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
+# The tests that train nothing (no `slow` marker): the quick loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not slow"
+
 ui: $(STAMP)
 	$(BIN)/tunetrack ui --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

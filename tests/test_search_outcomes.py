@@ -164,13 +164,26 @@ def test_plots_decode(store, workdir: Path):
     Image.open(io.BytesIO(Path(path).read_bytes())).verify()
 
 
-def test_max_minutes_ends_the_search_after_the_running_trial(store, workdir: Path):
+def test_max_minutes_ends_the_search_after_the_running_trial(store, workdir: Path,
+                                                              monkeypatch):
+    from tunetrack.search import trial as trial_module
+    from tunetrack.search.progress import Reporter
     from tunetrack.search.session import run_search
 
+    # a clock on which every trial takes 40 s: with a 1-minute budget the second trial is the
+    # last one started (40 s < 60 s before it, 80 s after it), whatever this machine's speed
+    now = [0.0]
+    monkeypatch.setattr(trial_module, "clock", lambda: now[0])
+
+    class FortySeconds(Reporter):
+        def trial_ended(self, record, *, best, elapsed):
+            now[0] += 40.0
+
     pipeline = load_pipeline(write_pipeline(workdir, trials=20, epochs=1))
-    result = run_search(pipeline.override(max_minutes=0.05))
-    assert 0 < len(result.trials) < 20
-    assert result.stop_reason == "the 0.05-minute budget (--max-minutes) was used up"
+    result = run_search(pipeline.override(max_minutes=1), reporter=FortySeconds())
+    assert len(result.trials) == 2
+    assert result.elapsed == 80.0
+    assert result.stop_reason == "the 1-minute budget (--max-minutes) was used up"
     parent = store.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["tunetrack.stop_reason"] == result.stop_reason
+    assert parent.data.tags[names.TAG_STOP_REASON] == result.stop_reason

@@ -29,7 +29,7 @@ def _sqlite_error(tmp_path: Path, kind: str) -> sqlite3.OperationalError:
 
 
 def _as_mlflow_raises_it(error: sqlite3.OperationalError) -> Exception:
-    """MLflow's SQLAlchemy store: sqlite3 error -> SQLAlchemy OperationalError -> MlflowException."""
+    """As MLflow's SQLAlchemy store raises it: sqlite3 -> SQLAlchemy -> MlflowException."""
     import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
 

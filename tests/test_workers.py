@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -72,7 +73,12 @@ def test_two_workers_record_every_trial_once(workdir: Path, server_uri: str):
     ids = [r.data.tags[names.TAG_TRIAL_ID] for r in trials]
     assert len(ids) == 4 and len(set(ids)) == 4, ids
     assert all(r.info.status == "FINISHED" for r in trials)
-    assert {r.data.tags["tunetrack.worker"] for r in trials} <= {"tuner0", "tuner1"}
+    # each trial run names the worker that trained it, as that worker reported it
+    printed = {trial_id: worker for worker, trial_id in
+               re.findall(r"^\[(tuner[01])\] trial (\d+) completed", out.stdout, re.M)}
+    assert len(printed) == 4, out.stdout
+    assert {r.data.tags[names.TAG_TRIAL_ID]: r.data.tags[names.TAG_WORKER]
+            for r in trials} == printed
     assert parent.data.metrics["trials_completed"] == 4
     for run in trials:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0]

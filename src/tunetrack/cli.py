@@ -16,12 +16,12 @@ from tunetrack.errors import TunetrackError
 TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband")
 
 
-class _Failure(click.ClickException):
-    """A :class:`TunetrackError` as click shows it: ``Error: message`` and the error's exit code."""
-
-    def __init__(self, error: TunetrackError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+def _failure(error: TunetrackError) -> click.ClickException:
+    """A :class:`TunetrackError` as click shows it: ``Error: message`` and the error's exit code
+    (click reads ``exit_code`` from the class)."""
+    kind = type("Failure", (click.ClickException,), {"exit_code": error.exit_code})
+    failure: click.ClickException = kind(str(error))
+    return failure
 
 
 class _Group(click.Group):
@@ -29,7 +29,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except TunetrackError as error:
-            raise _Failure(error) from None
+            raise _failure(error) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,9 +81,9 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
     # (and with SIGINT ignored, as in a background job).
     with InterruptHandling():
         loaded = load_pipeline(pipeline).override(**flags)
-        if _is_worker():
-            from tunetrack.search.workers import run_worker
+        from tunetrack.search.workers import is_worker, run_worker
 
+        if is_worker():
             sys.exit(run_worker(loaded, notify=lambda m: click.echo(m, err=True)))
         reporter = QuietReporter(click.echo) if quiet else ConsoleReporter()
         notify = lambda message: click.echo(message, err=True)  # noqa: E731
@@ -106,13 +106,6 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
             sys.exit(130)
     if result.best is None:
         raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
-
-
-def _is_worker() -> bool:
-    import os
-
-    return "KERASTUNER_ORACLE_IP" in os.environ and \
-        "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief")
 
 
 @main.command()
@@ -215,8 +208,8 @@ def promote(experiment: str, model_name: str, search_id: str | None, metric: str
                               min_test_accuracy=min_test_accuracy, top=top, ensemble=ensemble,
                               dry_run=dry_run)
     except PromotionRefused as refused:
-        result = getattr(refused, "result", None)
-        for line in result.lines()[:-1] if result else []:  # the last line is the error
+        outcome = getattr(refused, "result", None)
+        for line in outcome.lines()[:-1] if outcome else []:  # the last line is the error
             click.echo(line)
         raise
     for line in result.lines():

@@ -79,8 +79,7 @@ class PromotionRefused(TunetrackError):
 
 def did_you_mean(value: object, allowed: Iterable[object]) -> str:
     """`` (did you mean 'x'?)`` when ``value`` is close to one allowed value, else ``""``."""
-    allowed = [str(a) for a in allowed]
-    close = get_close_matches(str(value), allowed, n=1, cutoff=0.6)
+    close = get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

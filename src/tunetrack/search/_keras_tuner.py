@@ -35,7 +35,7 @@ def declared_space_tuner(base: type) -> type:
     impossible default. The subclass overrides that hook to call ``self.declare_space(hp)``.
     """
 
-    class DeclaredSpaceTuner(base):  # type: ignore[misc, valid-type]
+    class DeclaredSpaceTuner(base):
         def declare_space(self, hp: Any) -> None:
             raise NotImplementedError
 

@@ -63,7 +63,8 @@ class SearchSession:
         self.reporter = reporter or Reporter()
         self.notify = notify or stderr
         self.signals = InterruptHandling()
-        self.status, self.failure = RunStatus.FINISHED, None
+        self.status: RunStatus = RunStatus.FINISHED
+        self.failure: str | None = None
         self.result: SearchResult | None = None
         self._gc_frozen = False
 

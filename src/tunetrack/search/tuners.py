@@ -63,7 +63,7 @@ def _hypermodel(host: TrialHost) -> Any:
 
     from tunetrack import models
 
-    class EpochReporter(keras.callbacks.Callback):  # type: ignore[misc]
+    class EpochReporter(keras.callbacks.Callback):
         def __init__(self, reporter: Reporter, epochs: int) -> None:
             super().__init__()
             self.reporter, self.epochs = reporter, epochs
@@ -74,7 +74,7 @@ def _hypermodel(host: TrialHost) -> Any:
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.reporter.epoch_ended(epoch=epoch, epochs=self.epochs, logs=dict(logs or {}))
 
-    class TunetrackHyperModel(keras_tuner.HyperModel):  # type: ignore[misc]
+    class TunetrackHyperModel(keras_tuner.HyperModel):
         def declare_hyperparameters(self, hp: Any) -> None:
             host.space.declare(hp)
 
