@@ -43,15 +43,13 @@ def _bare_search(pipeline: Any, directory: str,
     import keras_tuner
 
     from tunetrack import models as families
-    from tunetrack.data import DataConfig, load_dataset
+    from tunetrack.data import load_dataset
     from tunetrack.errors import CandidateRejected
     from tunetrack.space.language import load_space
     from tunetrack.space.plan import check_constraints, plan_candidate
 
     space = load_space(pipeline.space)
-    d = pipeline.data
-    data = load_dataset(DataConfig(source=d.source, validation_split=d.validation_split,
-                                   test_split=d.test_split, seed=d.seed))
+    data = load_dataset(pipeline.data)
     seed, classes = pipeline.tuner.seed, len(data.class_names)
     constraints = space.constraints.merged(pipeline.constraints)
     state = {"number": 0, "epochs": 0, "candidates": []}

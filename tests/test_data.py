@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tunetrack import data as D
-from tunetrack.data import DataConfig, DataWarning, load_dataset, load_images
+from tunetrack.data import DataConfig, DataWarning, _sources, _splits, load_dataset, load_images
 from tunetrack.errors import ConfigError, DataError
 
 try:  # tests/ is a package; fall back for a plain rootdir-on-path layout
@@ -276,7 +279,7 @@ def test_min_images_per_class_is_enough_for_every_split(extra: list[int], test: 
     need = D.min_images_per_class(test, val)
     y = np.repeat(np.arange(len(extra)), [need + e for e in extra])
     classes = [str(i) for i in range(len(extra))]
-    parts = D._split(y, classes, test, val, seed)
+    parts = _splits.split(y, classes, test, val, seed)
     assert all(set(y[p].tolist()) == set(range(len(extra))) for p in parts)
     assert sorted(np.concatenate(parts).tolist()) == list(range(len(y)))
 
@@ -297,7 +300,7 @@ def _fake_keras(rgb: bool, n_train: int = 60, n_test: int = 20):
 
 
 def test_keras_mnist_uses_its_own_test_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(D, "_keras_loader", _fake_keras(rgb=False))
+    monkeypatch.setattr(_sources, "keras_loader", _fake_keras(rgb=False))
     ds = load_dataset(DataConfig("keras:mnist", validation_split=0.25))
     assert ds.image_shape == (28, 28, 1) and ds.class_names[:2] == ["0", "1"]
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (45, 15, 20)
@@ -306,7 +309,7 @@ def test_keras_mnist_uses_its_own_test_set(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_keras_cifar10_modes_and_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(D, "_keras_loader", _fake_keras(rgb=True))
+    monkeypatch.setattr(_sources, "keras_loader", _fake_keras(rgb=True))
     ds = load_dataset(DataConfig("keras:cifar10", validation_split=0.25))
     assert ds.image_shape == (32, 32, 3) and ds.class_names[0] == "airplane"
     ds = load_dataset(DataConfig("keras:cifar10", validation_split=0.25,
@@ -323,7 +326,7 @@ def test_keras_unknown_name_and_load_failure(monkeypatch: pytest.MonkeyPatch) ->
     def offline(name: str):
         raise OSError("URL fetch failure")
 
-    monkeypatch.setattr(D, "_keras_loader", offline)
+    monkeypatch.setattr(_sources, "keras_loader", offline)
     with pytest.raises(DataError, match=r"cannot load keras:mnist: OSError: URL fetch failure"):
         load_dataset(DataConfig("keras:mnist"))
 
@@ -345,8 +348,6 @@ def test_bad_config(kw: dict, match: str) -> None:
 
 
 def test_summary_is_json_ready(tmp_path: Path) -> None:
-    import json
-
     ds = load_dataset(_cfg(make_image_folder(tmp_path / "s", classes={"beach": 8, "desert": 8})))
     s = json.loads(json.dumps(ds.summary()))
     assert s["class_names"] == ["beach", "desert"] and s["image_shape"] == [32, 32, 3]
@@ -355,8 +356,43 @@ def test_summary_is_json_ready(tmp_path: Path) -> None:
 
 
 def test_imports_pull_in_no_tensorflow_or_keras() -> None:
-    code = ("import sys, tunetrack.models.features, tunetrack.data; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    """Loading data and extracting hand-made features must not pay for a deep-learning import.
+
+    The child also runs a feature family end to end (``featurize``), so a keras import hidden
+    behind a call is caught too. Only top-level package names are printed.
+    """
+    code = textwrap.dedent("""\
+        import json, sys
+        import numpy as np
+        import tunetrack.data, tunetrack.models, tunetrack.models.features
+        from tunetrack.models import featurize, input_shape
+        images = np.zeros((2, 16, 16, 3), dtype=np.float32)
+        for family in ("colour", "hog", "lbp"):
+            shape = input_shape(family, {}, images.shape[1:])
+            assert featurize(family, {}, images).shape == (2, *shape), family
+        heavy = {"tensorflow", "keras", "keras_tuner", "mlflow", "jax", "torch"}
+        print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & heavy)))
+    """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == []
+
+
+def test_data_config_is_the_pipelines_data_section_and_round_trips_through_json() -> None:
+    from dataclasses import FrozenInstanceError, asdict
+
+    from tunetrack.space import DataConfig as SpaceDataConfig
+    from tunetrack.space.pipeline import Pipeline
+
+    assert DataConfig is SpaceDataConfig
+    assert typing.get_type_hints(Pipeline)["data"] is DataConfig
+    cfg = DataConfig("digits", image_size=(16, 12), color_mode="rgb", seed=3)
+    logged = json.loads(json.dumps(asdict(cfg)))  # what the search logs as data_config.json
+    assert logged == {"source": "digits", "image_size": [16, 12], "color_mode": "rgb",
+                      "validation_split": 0.2, "test_split": 0.2, "seed": 3,
+                      "on_bad_image": "error", "cache_dir": None}
+    rebuilt = DataConfig(**{**logged, "image_size": tuple(logged["image_size"])})
+    assert rebuilt == cfg
+    assert load_dataset(rebuilt).fingerprint == load_dataset(cfg).fingerprint
+    with pytest.raises(FrozenInstanceError):
+        cfg.seed = 4  # type: ignore[misc]

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunetrack.errors import SpaceError
-from tunetrack.space import catalog
+from tunetrack.errors import PipelineError, SpaceError
+from tunetrack.space import DataConfig, catalog
 from tunetrack.space.language import Constraints, Space, load_space
+from tunetrack.space.pipeline import Pipeline, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -460,6 +461,129 @@ def test_constraints_merged() -> None:
     assert base.merged(Constraints()) == base
 
 
+# -- pipelines: objective and direction ---------------------------------------------------------
+def pipeline_of(tmp_path: Path, text: str) -> Pipeline:
+    write(tmp_path, "family: cnn\n")
+    return load_pipeline(write(tmp_path, "space: space.yaml\n" + text, "pipe.yaml"))
+
+
+@pytest.mark.parametrize("text, objective, direction, stated", [
+    ("", "val_accuracy", "max", False),
+    ("objective: val_loss\n", "val_loss", "min", False),
+    ("objective: accuracy\n", "accuracy", "max", False),
+    ("objective: {name: loss}\n", "loss", "min", False),
+    ("objective: {name: val_loss, direction: min}\n", "val_loss", "min", True),
+    ("objective:\n  direction: max\n  name: val_accuracy\n", "val_accuracy", "max", True),
+])
+def test_objective_direction_is_inferred_or_stated(tmp_path: Path, text: str, objective: str,
+                                                   direction: str, stated: bool) -> None:
+    pipeline = pipeline_of(tmp_path, text)
+    assert (pipeline.objective, pipeline.direction, pipeline.direction_stated) == (
+        objective, direction, stated)
+    assert pipeline.to_dict()["direction"] == direction
+
+
+OBJECTIVE_ERRORS = [
+    ("objective:\n  name: val_accuracy\n  direction: min\n",
+     r"pipe.yaml:4: objective.direction: direction 'min' contradicts 'val_accuracy', which is "
+     r"better higher \(direction 'max'\); write direction: max or leave it out$"),
+    ("objective:\n  name: loss\n  direction: max\n",
+     r"pipe.yaml:4: objective.direction: direction 'max' contradicts 'loss', which is better "
+     r"lower \(direction 'min'\)"),
+    ("objective:\n  name: val_loss\n  direction: maximum\n",
+     r"pipe.yaml:4: objective.direction: must be one of 'min', 'max', got 'maximum' "
+     r"\(did you mean 'max'\?\)$"),
+    ("objective:\n  name: val_loss\n  dirction: min\n",
+     r"pipe.yaml:4: objective.dirction: unknown key 'dirction'; allowed: 'name', 'direction' "
+     r"\(did you mean 'direction'\?\)$"),
+    ("objective:\n  direction: min\n",
+     r"pipe.yaml:2: objective: missing key 'name': write \{name: METRIC, direction: min\|max\} "
+     r"with METRIC one of 'val_accuracy', 'val_loss', 'accuracy', 'loss'$"),
+    ("objective:\n  name: val_acc\n",
+     r"pipe.yaml:3: objective.name: must be one of 'val_accuracy', 'val_loss', 'accuracy', "
+     r"'loss', got 'val_acc' \(did you mean 'val_accuracy'\?\)$"),
+    ("objective: val_acc\n",
+     r"pipe.yaml:2: objective: must be one of .*got 'val_acc' \(did you mean 'val_accuracy'\?\)"),
+    ("objective: [val_loss, min]\n",
+     r"pipe.yaml:2: objective: must be a metric name \('val_accuracy', 'val_loss', 'accuracy', "
+     r"'loss'\) or a mapping like \{name: val_loss, direction: min\}, got \['val_loss', 'min'\]"),
+]
+
+
+@pytest.mark.parametrize("text, message", OBJECTIVE_ERRORS,
+                         ids=[m.split(": ", 2)[-1][:40] for _, m in OBJECTIVE_ERRORS])
+def test_objective_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PipelineError, match=message) as info:
+        pipeline_of(tmp_path, text)
+    assert len(info.value.problems) == 1
+
+
+def test_objective_problems_are_collected_with_the_others(tmp_path: Path) -> None:
+    text = "objective:\n  name: val_loss\n  direction: up\n  weight: 2\ntuner: {kind: randm}\n"
+    with pytest.raises(PipelineError) as info:
+        pipeline_of(tmp_path, text)
+    assert [(p.line, p.key) for p in info.value.problems] == [
+        (5, "objective.weight"), (4, "objective.direction"), (6, "tuner.kind")]
+
+
+def test_pipeline_built_in_python_checks_its_direction() -> None:
+    with pytest.raises(ValueError, match=r"Pipeline\(objective='val_loss'\): direction 'max' "
+                                         r"contradicts 'val_loss'"):
+        Pipeline(path="p.yaml", name="p", space="s.yaml", objective="val_loss")
+    with pytest.raises(ValueError, match=r"direction must be 'min' or 'max', got 'up'"):
+        Pipeline(path="p.yaml", name="p", space="s.yaml", direction="up")
+    custom = Pipeline(path="p.yaml", name="p", space="s.yaml", objective="val_auc",
+                      direction="max", direction_stated=True)
+    assert custom.direction == "max"
+
+
+# -- pipelines: data and constraints sections ------------------------------------------------------
+def test_pipeline_data_is_a_data_config(tmp_path: Path) -> None:
+    assert pipeline_of(tmp_path, "").data == DataConfig(source="digits")
+    data = pipeline_of(tmp_path, "data: {source: images, image_size: 24, test_split: 0.1}\n").data
+    assert isinstance(data, DataConfig)
+    assert data == DataConfig(source=str(tmp_path / "images"), image_size=(24, 24),
+                              test_split=0.1)
+    assert pipeline_of(tmp_path, "data: {source: 'keras:mnist'}\n").data.source == "keras:mnist"
+    overridden = pipeline_of(tmp_path, "").override(data="keras:cifar10")
+    assert overridden.data == DataConfig(source="keras:cifar10")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data: {source: ''}\n",
+     r"pipe.yaml:2: data.source: must be 'digits', 'keras:NAME' or a folder path, got ''$"),
+    ("data: {validation_split: 0.5, test_split: 0.5}\n",
+     r"pipe.yaml:2: data: validation_split \+ test_split must be below 1, got 0.5 \+ 0.5$"),
+    ("data: {cache_dir: /tmp}\n", r"pipe.yaml:2: data.cache_dir: unknown key 'cache_dir'"),
+])
+def test_pipeline_data_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        pipeline_of(tmp_path, text)
+
+
+def test_pipeline_and_space_share_one_constraints(tmp_path: Path) -> None:
+    pipeline = pipeline_of(tmp_path, "constraints: {max_params: 1e5, max_flops: null}\n")
+    assert pipeline.constraints == Constraints(max_params=100_000)
+    assert type(pipeline.constraints) is type(load_space(tmp_path / "space.yaml").constraints)
+    space = Constraints(max_params=10, min_feature_map=2, max_flops=7)
+    assert space.merged(pipeline.constraints) == Constraints(100_000, 2, 7)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("constraints: {max_param: 10}\n",
+     r"pipe.yaml:2: constraints.max_param: unknown constraint 'max_param' \(did you mean "
+     r"'max_params'\?\); allowed: 'max_params', 'min_feature_map', 'max_flops'$"),
+    ("constraints:\n  max_flops: 0\n",
+     r"pipe.yaml:3: constraints.max_flops: a constraint must be a positive integer, but got 0$"),
+    ("constraints: 5\n",
+     r"pipe.yaml:2: constraints: expected a mapping like \{max_params: 100000\}, but got 5$"),
+])
+def test_pipeline_constraint_errors_match_the_space_rules(tmp_path: Path, text: str,
+                                                          message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        pipeline_of(tmp_path, text)
+
+
 # -- keras-tuner -------------------------------------------------------------------------------
 def _oracles(tmp_path: Path) -> dict:
     import keras_tuner as kt
@@ -543,13 +667,28 @@ def test_grid_oracle_enumerates_what_sample_reaches(tmp_path: Path) -> None:
 
 
 # -- import hygiene ----------------------------------------------------------------------------
-def test_import_pulls_no_tensorflow() -> None:
-    code = ("import sys, json, tunetrack.space; "
-            "print(json.dumps([m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'keras', 'keras_tuner', 'mlflow')]))")
+HEAVY = ("tensorflow", "keras", "keras_tuner", "mlflow", "jax", "torch")
+
+
+def test_space_and_every_submodule_import_no_heavy_package() -> None:
+    """``tunetrack.space`` is pure: importing it, and each of its modules, pulls in no deep
+    learning or tracking package. The child prints top-level package names only."""
+    code = textwrap.dedent(f"""\
+        import importlib, json, pkgutil, sys
+        import tunetrack.space
+        names = [m.name for m in pkgutil.walk_packages(tunetrack.space.__path__,
+                                                        "tunetrack.space.")]
+        for name in names:
+            importlib.import_module(name)
+        top = {{m.split(".")[0] for m in sys.modules}}
+        print(json.dumps({{"modules": names, "heavy": sorted(top & set({HEAVY!r}))}}))
+    """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
-    assert json.loads(out.stdout) == []
+                         check=True, cwd=ROOT, timeout=120)
+    report = json.loads(out.stdout)
+    assert {"tunetrack.space.pipeline", "tunetrack.space.plan", "tunetrack.space.yamlio",
+            "tunetrack.space.language"} <= set(report["modules"])
+    assert report["heavy"] == []
 
 
 def test_keras_tuner_float_step_reaches_max() -> None:

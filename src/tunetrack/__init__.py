@@ -14,11 +14,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_pipeline": "pipeline", "Pipeline": "pipeline",
-    "load_space": "space", "Space": "space",
-    "plan_candidate": "plan", "check_constraints": "plan", "Plan": "plan",
-    "load_dataset": "data", "DataConfig": "data", "Dataset": "data",
-    "run_search": "tuning", "SearchResult": "tuning", "TrialRecord": "tuning",
+    "load_pipeline": "space", "Pipeline": "space", "load_space": "space", "Space": "space",
+    "plan_candidate": "space", "check_constraints": "space", "Plan": "space",
+    "Constraints": "space", "DataConfig": "space",
+    "load_dataset": "data", "Dataset": "data",
+    "run_search": "search", "run_parallel": "search", "SearchResult": "search",
+    "TrialRecord": "search",
     "TrialStatus": "names",
     "TunetrackError": "errors", "ConfigError": "errors", "SpaceError": "errors",
     "PipelineError": "errors", "DataError": "errors", "CandidateRejected": "errors",

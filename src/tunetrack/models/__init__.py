@@ -1,14 +1,36 @@
-"""Keras 3 model builders for every family in ``tunetrack.catalog``.
+"""Keras 3 model builders for every family in :mod:`tunetrack.space.catalog`.
 
-Importing this package imports keras; ``tunetrack.plan`` holds the keras-free arithmetic that
-these builders follow layer by layer.
+The builders follow the keras-free arithmetic of :mod:`tunetrack.space.plan` layer by layer.
+keras is imported only when a builder is first used (``build_model``, ``compile_kwargs``,
+``outputs_probabilities``, ``squared_error``), so ``featurize``, ``input_shape`` and the
+hand-made extractors in :mod:`tunetrack.models.features` work without it.
 """
 
 from __future__ import annotations
 
-from tunetrack.models._build import build_model
-from tunetrack.models._compile import compile_kwargs, outputs_probabilities, squared_error
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from tunetrack.models._inputs import featurize, input_shape
+
+if TYPE_CHECKING:
+    from tunetrack.models._build import build_model
+    from tunetrack.models._compile import compile_kwargs, outputs_probabilities, squared_error
 
 __all__ = ["build_model", "compile_kwargs", "featurize", "input_shape",
            "outputs_probabilities", "squared_error"]
+
+_LAZY = {"build_model": "_build", "compile_kwargs": "_compile",
+         "outputs_probabilities": "_compile", "squared_error": "_compile"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from tunetrack.space.catalog import FAMILIES
+from tunetrack.space.catalog import FAMILIES, FamilySchema
 from tunetrack.space.plan import feature_length
 
 
-def _schema(family: str):  # noqa: ANN202 - a catalog FamilySchema
+def _schema(family: str) -> FamilySchema:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
     return FAMILIES[family]

@@ -6,7 +6,7 @@ extraction can be tested and timed on its own.
 
 Every extractor takes float32 images ``(N, H, W, C)`` in ``[0, 1]`` with ``C`` 1 or 3 and returns
 float32 ``(N, length)``; the ``*_length`` functions give ``length`` without any image, with the
-same formulas that ``plan.py`` uses.
+same formulas that :func:`tunetrack.space.plan.feature_length` uses.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _per_image(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, length: in
                dtype: type = np.float32, threads: bool = False) -> np.ndarray:
     """Apply a per-image skimage function. ``threads`` only where skimage releases the GIL
     (LBP's Cython loop; HoG holds it and gets slower in a pool), and only for many images."""
-    out = np.empty((x.shape[0], length), dtype=dtype)
+    out: np.ndarray = np.empty((x.shape[0], length), dtype=dtype)
 
     def one(i: int) -> None:
         out[i] = fn(x[i])
@@ -210,5 +210,5 @@ def lbp_features(images: np.ndarray, points: int = 8, radius: int = 1,
     keys = (np.arange(n, dtype=np.int64)[:, None, None] * ncells + cell) * nbins + codes
     hist = np.bincount(keys.ravel(), minlength=n * ncells * nbins).reshape(n, ncells, nbins)
     sizes = np.bincount(cell.ravel(), minlength=ncells).astype(np.float64)
-    hist = hist / np.maximum(sizes, 1.0)[None, :, None]
-    return hist.reshape(n, lbp_length(points, grid)).astype(np.float32)
+    density = hist / np.maximum(sizes, 1.0)[None, :, None]
+    return density.reshape(n, lbp_length(points, grid)).astype(np.float32)

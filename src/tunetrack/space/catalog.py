@@ -153,8 +153,9 @@ FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (
 )}
 
 
-def element_name(group: str, index: int, key: str) -> str:
-    """``blocks.2.filters``: the hyperparameter of ``key`` in element ``index`` (1-based)."""
+def element_name(group: str, index: int | str, key: str) -> str:
+    """``blocks.2.filters``: the hyperparameter of ``key`` in element ``index`` (1-based;
+    messages pass ``"N"`` for the pattern)."""
     return f"{group}.{index}.{key}"
 
 

@@ -11,7 +11,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from tunetrack.errors import allowed_list, did_you_mean
 from tunetrack.space.catalog import Key
@@ -30,7 +30,7 @@ _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
               "false": False, "no": False, "off": False, "0": False}
 _EPS = 1e-9
 
-Report = Callable[[tuple, str], None]  # (doc path below the value, message)
+Report: TypeAlias = Callable[[tuple[Any, ...], str], None]  # (doc path below the value, message)
 
 
 def number(value: object) -> int | float | None:
@@ -115,13 +115,13 @@ class Dim:
     high: Any = None
     step: Any = None
     log: bool = False
-    values: tuple = ()
+    values: tuple[Any, ...] = ()
 
     @property
     def varies(self) -> bool:
         return self.kind != "fixed"
 
-    def finite_values(self) -> tuple | None:
+    def finite_values(self) -> tuple[Any, ...] | None:
         """Every value the dim can take, or None for a continuous float range."""
         if self.kind in ("choice", "fixed"):
             return self.values
@@ -138,8 +138,10 @@ class Dim:
         return tuple(int(v) if self.kind == "int" else tidy(v) for v in raw)
 
     def contains(self, value: Any) -> bool:
-        if self.kind in ("choice", "fixed", "bool"):
-            return value in self.finite_values()
+        if self.kind in ("choice", "fixed"):
+            return value in self.values
+        if self.kind == "bool":
+            return value in (True, False)
         if not self.low - _EPS * abs(self.low) <= value <= self.high + _EPS * abs(self.high):
             return False
         if self.step is None:
@@ -169,8 +171,8 @@ class Dim:
             return self.default
         if self.kind == "bool":
             return rng.random() < 0.5
-        values = self.finite_values()
-        if self.kind == "choice" or (values is not None and self.step is not None):
+        values = self.values if self.kind == "choice" else self.finite_values()
+        if values is not None and (self.kind == "choice" or self.step is not None):
             return values[rng.randrange(len(values))]
         u = rng.random()
         if self.kind == "int":
@@ -194,10 +196,11 @@ class Dim:
             return hp.Int(name, self.low, self.high, step=self.step, sampling=sampling,
                           default=self.default)
         high = self.high
-        if self.step is not None and not self.log:
+        values = self.finite_values()
+        if values is not None and self.step is not None and not self.log:
             # keras-tuner counts steps with ``//``: (0.5 - 0) // 0.1 == 4, so 0.5 would never be
             # drawn. Nudge max by a millionth of a step so it finds every value we find.
-            n = len(self.finite_values())
+            n = len(values)
             if int((high - self.low) // self.step) + 1 < n:
                 high = self.low + (n - 1 + 1e-6) * self.step
         return hp.Float(name, self.low, high, step=self.step, sampling=sampling,

@@ -17,17 +17,18 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from tunetrack.errors import SpaceError, allowed_list, did_you_mean
+from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
 from tunetrack.space import catalog
 from tunetrack.space.dims import Dim, bounds_problem, coerce, tidy, type_problem
 from tunetrack.space.parse import Constraints, Group, count_key, parse_document
-from tunetrack.space.yamlio import Document, load_yaml
+from tunetrack.space.yamlio import Document, Key, load_yaml
 
 __all__ = ["Constraints", "Space", "load_space", "space_from_document"]
 
 _SET = "--set"  # the "file" of problems found in ``override`` assignments
+_Where: TypeAlias = tuple[str | None, int | None, str]  # (group, element index, key) of a name
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Space:
         """A random candidate without keras-tuner; the same ``rng`` state gives the same one."""
         values: dict[str, Any] = {}
         for p in self._params:
-            if p.when is None or values[p.group] in p.when:
+            if p.when is None or (p.group is not None and values[p.group] in p.when):
                 values[p.name] = p.dim.sample(rng)
         return self.complete(values)
 
@@ -108,9 +109,9 @@ class Space:
         """Every catalog key of the family: defaults filled in, inherited values resolved,
         elements beyond their group's count dropped. keras-tuner's ``tuner/...`` keys are
         ignored; numeric text (MLflow params) is converted."""
-        problems = [SpaceError(self._unknown(name), file=self.path, key=name)
-                    for name in values if not name.startswith("tuner/")
-                    and self._locate(name) is None]
+        problems: list[ConfigError] = [
+            SpaceError(self._unknown(name), file=self.path, key=name)
+            for name in values if not name.startswith("tuner/") and self._locate(name) is None]
         out: dict[str, Any] = {}
 
         def take(name: str, key: catalog.Key, default: Any) -> Any:
@@ -164,7 +165,7 @@ class Space:
         the space omits: any value the catalog allows).
         """
         values = dict(self.complete(candidate))
-        problems: list[SpaceError] = []
+        problems: list[ConfigError] = []
         elements: list[tuple[str, str, int]] = []
         for name, text in assignments.items():
             where = self._locate(name)
@@ -176,8 +177,9 @@ class Space:
                 problems.append(SpaceError(why, file=_SET, key=name))
                 continue
             values[name] = value
-            if where[1] is not None:
-                elements.append((name, where[0], where[1]))
+            gname, index, _ = where
+            if gname is not None and index is not None:
+                elements.append((name, gname, index))
         for name, gname, index in elements:
             if index > values[gname]:
                 problems.append(SpaceError(
@@ -187,7 +189,7 @@ class Space:
             raise SpaceError("invalid --set", file=_SET, problems=problems)
         return self.complete(values)
 
-    def _check_assignment(self, name: str, where: tuple, text: Any) -> tuple[str | None, Any]:
+    def _check_assignment(self, name: str, where: _Where, text: Any) -> tuple[str | None, Any]:
         gname, index, k = where
         if gname is None:
             key, dim = self._schema.keys[k], self._top.get(k)
@@ -211,7 +213,7 @@ class Space:
         label = "count" if index is None and gname else k
         return bounds_problem(key, label, value), value
 
-    def _locate(self, name: str) -> tuple[str | None, int | None, str] | None:
+    def _locate(self, name: str) -> _Where | None:
         """``(group, index, key)`` of a hyperparameter name, or None if the family has none."""
         if name in self._schema.keys:
             return None, None, name
@@ -241,6 +243,6 @@ def load_space(path: str | Path) -> Space:
     return space_from_document(load_yaml(path, error=SpaceError))
 
 
-def space_from_document(doc: Document, at: tuple = ()) -> Space:
+def space_from_document(doc: Document, at: Key = ()) -> Space:
     """Validate the space found at key path ``at`` of ``doc`` (a file, or a part of one)."""
     return Space(path=doc.path, **parse_document(doc, at))

@@ -5,31 +5,18 @@ Every problem is collected with the line of its key, so a file is fixed in one p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
-from tunetrack.errors import SpaceError, allowed_list, did_you_mean
+from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
 from tunetrack.space import catalog
-from tunetrack.space.dims import KINDS, Dim, coerce, parse_dim
-from tunetrack.space.yamlio import Document
+from tunetrack.space._config import Constraints
+from tunetrack.space.dims import KINDS, Dim, Report, coerce, parse_dim
+from tunetrack.space.yamlio import Document, Key
+
+__all__ = ["Constraints", "Group", "Problems", "count_key", "parse_document", "read_constraints"]
 
 RESERVED = ("family", "description", "constraints")
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Limits a candidate must meet before it is trained; None means no limit."""
-
-    max_params: int | None = None
-    min_feature_map: int | None = None
-    max_flops: int | None = None
-
-    def merged(self, other: Any) -> Constraints:
-        """These limits with ``other``'s set ones winning (a pipeline overrides its space)."""
-        if other is None:
-            return self
-        given = {f.name: getattr(other, f.name, None) for f in fields(self)}
-        return replace(self, **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -49,18 +36,19 @@ def count_key(group: catalog.Group) -> catalog.Key:
 class Problems:
     """Collects every problem of a file, each with the line of its key."""
 
-    def __init__(self, doc: Document, at: tuple) -> None:
-        self.doc, self.at, self.items = doc, at, []
+    def __init__(self, doc: Document, at: Key) -> None:
+        self.doc, self.at = doc, at
+        self.items: list[ConfigError] = []
 
-    def add(self, path: tuple, key: str | None, message: str) -> None:
+    def add(self, path: Key, key: str | None, message: str) -> None:
         self.items.append(SpaceError(message, file=self.doc.path,
                                      line=self.doc.line(*self.at, *path), key=key))
 
-    def reporter(self, path: tuple, key: str):
+    def reporter(self, path: Key, key: str) -> Report:
         return lambda sub, message: self.add(path + sub, key, message)
 
 
-def parse_document(doc: Document, at: tuple = ()) -> dict[str, Any]:
+def parse_document(doc: Document, at: Key = ()) -> dict[str, Any]:
     """The checked pieces of the space at key path ``at`` of ``doc``, or every problem raised."""
     data = doc.data
     for step in at:
@@ -87,9 +75,9 @@ def parse_document(doc: Document, at: tuple = ()) -> dict[str, Any]:
                 if dim is not None:
                     top[k] = dim
             elif k in schema.groups:
-                group = parse_group(k, raw, schema.groups[k], problems)
-                if group is not None:
-                    groups[k] = group
+                parsed = parse_group(k, raw, schema.groups[k], problems)
+                if parsed is not None:
+                    groups[k] = parsed
             else:
                 problems.add((k,), str(k), unknown_key(k, family, schema))
         for gname, group in schema.groups.items():
@@ -146,8 +134,10 @@ def parse_group(gname: str, raw: Any, group: catalog.Group, problems: Problems) 
         elif k in group.keys:
             dim = parse_dim(value, group.keys[k], str(k),
                             problems.reporter((gname, k), f"{gname}.{k}"))
-            ok &= dim is not None
-            keys[k] = dim
+            if dim is None:
+                ok = False
+            else:
+                keys[k] = dim
         else:
             allowed = ("count", *group.keys)
             hint = f"; write count: {{{k}: ...}} for the number of elements" if k in KINDS else ""
@@ -159,30 +149,37 @@ def parse_group(gname: str, raw: Any, group: catalog.Group, problems: Problems) 
     count_set = count is not None
     if count is None:
         count = Dim("fixed", int, group.count_default, values=(group.count_default,))
-    return Group(count, count_set, keys, tuple(sorted(count.finite_values())))
+    counts = count.finite_values()
+    if counts is None:  # pragma: no cover - a count is an int, so its values are finite
+        raise AssertionError(f"group {gname!r}: count {count} has no finite values")
+    return Group(count, count_set, keys, tuple(sorted(counts)))
 
 
 def parse_constraints(raw: Any, problems: Problems) -> Constraints:
+    return read_constraints(raw, lambda sub, message: problems.add(
+        ("constraints", *sub), ".".join(map(str, ("constraints", *sub))), message))
+
+
+def read_constraints(raw: Any, report: Report) -> Constraints:
+    """The ``constraints:`` section of a space or a pipeline file (the same rules in both);
+    ``report(path below the section, message)`` receives each problem."""
     if raw is None:
         return Constraints()
     if not isinstance(raw, dict):
-        problems.add(("constraints",), "constraints",
-                     f"expected a mapping like {{max_params: 100000}}, but got {raw!r}")
+        report((), f"expected a mapping like {{max_params: 100000}}, but got {raw!r}")
         return Constraints()
     names = [f.name for f in fields(Constraints)]
     values = {}
     for k, v in raw.items():
-        key = f"constraints.{k}"
         if k not in names:
-            problems.add(("constraints", k), key, f"unknown constraint {k!r}"
-                         f"{did_you_mean(k, names)}; allowed: {allowed_list(names)}")
+            report((k,), f"unknown constraint {k!r}{did_you_mean(k, names)}; "
+                         f"allowed: {allowed_list(names)}")
             continue
         if v is None:
             continue
         ok, n = coerce(int, v)
         if not ok or n < 1:
-            problems.add(("constraints", k), key, f"a constraint must be a positive integer, "
-                         f"but got {v!r}")
+            report((k,), f"a constraint must be a positive integer, but got {v!r}")
             continue
         values[k] = n
     return Constraints(**values)

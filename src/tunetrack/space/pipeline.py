@@ -12,70 +12,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunetrack.errors import PipelineError, allowed_list, did_you_mean
+from tunetrack.errors import ConfigError, PipelineError, allowed_list, did_you_mean
+from tunetrack.space._config import (
+    BAD_IMAGE_POLICIES,
+    COLOR_MODES,
+    DEFAULT_SOURCE,
+    DIRECTIONS,
+    OBJECTIVES,
+    TUNERS,
+    Constraints,
+    DataConfig,
+    TrainingSection,
+    TunerSection,
+    objective_problem,
+)
+from tunetrack.space.parse import read_constraints
 from tunetrack.space.yamlio import Document, load_yaml
 
-TUNERS = ("random", "grid", "bayesian", "hyperband")
-OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
-COLOR_MODES = ("rgb", "grayscale")
-BAD_IMAGE_POLICIES = ("error", "skip")
+__all__ = [
+    "DEFAULT_EXPERIMENT", "OBJECTIVES", "TUNERS", "Constraints", "DataConfig", "Pipeline",
+    "TrainingSection", "TunerSection", "file_digest", "load_pipeline",
+]
+
 DEFAULT_EXPERIMENT = "tunetrack"
 
 
 @dataclass(frozen=True)
-class DataSection:
-    source: str = "digits"
-    image_size: tuple[int, int] | None = None
-    color_mode: str | None = None
-    validation_split: float = 0.2
-    test_split: float = 0.2
-    seed: int = 0
-    on_bad_image: str = "error"
-
-
-@dataclass(frozen=True)
-class TunerSection:
-    kind: str = "random"
-    max_trials: int = 10
-    executions_per_trial: int = 1
-    seed: int = 0
-    max_consecutive_failures: int = 3
-    max_rejected: int = 100
-    hyperband_factor: int = 3
-    max_minutes: float | None = None
-
-
-@dataclass(frozen=True)
-class TrainingSection:
-    epochs: int = 10
-    patience: int | None = 3
-
-
-@dataclass(frozen=True)
-class ConstraintsSection:
-    max_params: int | None = None
-    min_feature_map: int | None = None
-    max_flops: int | None = None
-
-
-@dataclass(frozen=True)
 class Pipeline:
-    """A validated pipeline file. ``space`` is resolved relative to the pipeline's folder."""
+    """A validated pipeline file. ``space`` is resolved relative to the pipeline's folder.
+
+    ``objective`` is the metric's name; ``direction`` (``'min'`` or ``'max'``) says which way
+    it improves, and ``direction_stated`` whether the file said so or it was inferred from the
+    name. Build it with :func:`load_pipeline`.
+    """
 
     path: str
     name: str
     space: str
     experiment: str = DEFAULT_EXPERIMENT
     objective: str = "val_accuracy"
-    data: DataSection = field(default_factory=DataSection)
+    direction: str = "max"
+    direction_stated: bool = False
+    data: DataConfig = field(default_factory=lambda: DataConfig(source=DEFAULT_SOURCE))
     tuner: TunerSection = field(default_factory=TunerSection)
     training: TrainingSection = field(default_factory=TrainingSection)
-    constraints: ConstraintsSection = field(default_factory=ConstraintsSection)
+    constraints: Constraints = field(default_factory=Constraints)
     description: str = ""
 
-    @property
-    def direction(self) -> str:
-        return OBJECTIVES[self.objective]
+    def __post_init__(self) -> None:
+        if (why := objective_problem(self.objective, self.direction)) is not None:
+            raise ValueError(f"Pipeline(objective={self.objective!r}): {why}")
 
     def override(self, **flags: Any) -> Pipeline:
         """A copy with command-line flags applied; ``None`` means "not given"."""
@@ -110,22 +96,24 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-_SECTIONS = {"data": DataSection, "tuner": TunerSection, "training": TrainingSection,
-             "constraints": ConstraintsSection}
-_TOP = ("name", "description", "experiment", "space", "objective", *_SECTIONS)
+_SECTIONS: dict[str, type[Any]] = {"data": DataConfig, "tuner": TunerSection,
+                                   "training": TrainingSection}
+_TOP = ("name", "description", "experiment", "space", "objective", *_SECTIONS, "constraints")
+_OBJECTIVE_KEYS = ("name", "direction")
 
 
 class _Checker:
     """Collects every problem of one document, each with its file and line."""
 
     def __init__(self, doc: Document) -> None:
-        self.doc, self.problems = doc, []
+        self.doc = doc
+        self.problems: list[ConfigError] = []
 
     def fail(self, message: str, *key: object) -> None:
         self.problems.append(PipelineError(message, file=self.doc.path, line=self.doc.line(*key),
                                            key=".".join(map(str, key)) or None))
 
-    def keys(self, mapping: dict, allowed: tuple[str, ...], *where: object) -> None:
+    def keys(self, mapping: dict[Any, Any], allowed: tuple[str, ...], *where: object) -> None:
         for key in mapping:
             if key not in allowed:
                 self.fail(f"unknown key {key!r}; allowed: {allowed_list(allowed)}"
@@ -162,7 +150,7 @@ class _Checker:
 
 
 # key -> (kind, bounds or choices); bounds are (low, high, high_open)
-_RULES: dict[str, dict[str, tuple]] = {
+_RULES: dict[str, dict[str, tuple[Any, ...]]] = {
     "data": {"source": ("str",), "image_size": ("size",), "color_mode": ("choice", COLOR_MODES),
              "validation_split": ("float", 0.0, 1.0, True), "test_split": ("float", 0.0, 1.0, True),
              "seed": ("int", 0), "on_bad_image": ("choice", BAD_IMAGE_POLICIES)},
@@ -171,9 +159,8 @@ _RULES: dict[str, dict[str, tuple]] = {
               "max_rejected": ("int", 0), "hyperband_factor": ("int", 2),
               "max_minutes": ("float", 0.0)},
     "training": {"epochs": ("int", 1), "patience": ("int", 1)},
-    "constraints": {"max_params": ("int", 1), "min_feature_map": ("int", 1),
-                    "max_flops": ("int", 1)},
 }
+_NULLABLE = ("patience", "max_minutes", "image_size", "color_mode")
 
 
 def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
@@ -188,8 +175,7 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
         rule = _RULES[name].get(key)
         if rule is None:
             continue
-        if value is None and key in ("patience", "max_minutes", "image_size", "color_mode",
-                                     "max_params", "min_feature_map", "max_flops"):
+        if value is None and key in _NULLABLE:
             out[key] = None
             continue
         kind = rule[0]
@@ -215,6 +201,36 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
     return out
 
 
+def _check_objective(check: _Checker, raw: Any) -> dict[str, Any]:
+    """``objective: NAME`` or ``objective: {name: NAME, direction: min|max}``.
+
+    A known metric's direction is inferred when the file leaves it out, and must agree with
+    the metric when the file states it.
+    """
+    if isinstance(raw, str):
+        name = check.choice(raw, tuple(OBJECTIVES), "objective")
+        return {} if name is None else {"objective": name, "direction": OBJECTIVES[name]}
+    if not isinstance(raw, dict):
+        check.fail(f"must be a metric name ({allowed_list(OBJECTIVES)}) or a mapping like "
+                   f"{{name: val_loss, direction: min}}, got {raw!r}", "objective")
+        return {}
+    check.keys(raw, _OBJECTIVE_KEYS, "objective")
+    if "name" not in raw:
+        check.fail(f"missing key 'name': write {{name: METRIC, direction: min|max}} with METRIC "
+                   f"one of {allowed_list(OBJECTIVES)}", "objective")
+        return {}
+    name = check.choice(raw["name"], tuple(OBJECTIVES), "objective", "name")
+    if "direction" not in raw:
+        return {} if name is None else {"objective": name, "direction": OBJECTIVES[name]}
+    direction = check.choice(raw["direction"], DIRECTIONS, "objective", "direction")
+    if name is None or direction is None:
+        return {}
+    if (why := objective_problem(name, direction)) is not None:
+        check.fail(why, "objective", "direction")
+        return {}
+    return {"objective": name, "direction": direction, "direction_stated": True}
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and validate a pipeline file; every problem is reported at once (``PipelineError``)."""
     doc = load_yaml(path, error=PipelineError)
@@ -229,7 +245,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if key in raw:
             values[key] = check.typed(raw[key], "str", key)
     if "objective" in raw:
-        values["objective"] = check.choice(raw["objective"], tuple(OBJECTIVES), "objective")
+        values.update(_check_objective(check, raw["objective"]))
     if "space" not in raw:
         check.fail("a pipeline needs 'space: FILE' naming its search space", "space")
     elif (space := check.typed(raw["space"], "str", "space")) is not None:
@@ -238,20 +254,25 @@ def load_pipeline(path: str | Path) -> Pipeline:
             check.fail(f"the space file {str(resolved)!r} does not exist", "space")
         values["space"] = str(resolved)
     sections = {name: _check_section(check, name, raw.get(name)) for name in _SECTIONS}
+    constraints = read_constraints(raw.get("constraints"),
+                                   lambda sub, message: check.fail(message, "constraints", *sub))
+    if sections["data"].get("source") == "":
+        check.fail("must be 'digits', 'keras:NAME' or a folder path, got ''", "data", "source")
     if check.problems:
         raise PipelineError("", problems=check.problems)
-    data = sections["data"]
-    source = data.get("source")
-    if source and source != "digits" and not source.startswith("keras:"):
-        data["source"] = str(Path(doc.path).parent / source)  # a folder, next to the pipeline
-    if data.get("validation_split", 0.2) + data.get("test_split", 0.2) >= 1.0:
+    data = DataConfig(**{"source": DEFAULT_SOURCE, **sections["data"]})
+    if data.source != "digits" and not data.source.startswith("keras:"):
+        # a folder, next to the pipeline file
+        data = dataclasses.replace(data, source=str(Path(doc.path).parent / data.source))
+    if data.validation_split + data.test_split >= 1.0:
         raise PipelineError("validation_split + test_split must be below 1, got "
-                            f"{data.get('validation_split', 0.2)} + {data.get('test_split', 0.2)}",
+                            f"{data.validation_split} + {data.test_split}",
                             file=doc.path, line=doc.line("data"), key="data")
     values = {k: v for k, v in values.items() if v is not None}
     values.setdefault("name", Path(doc.path).stem)
-    return Pipeline(path=doc.path, **values,
-                    **{name: cls(**sections[name]) for name, cls in _SECTIONS.items()})
+    return Pipeline(path=doc.path, **values, data=data,
+                    tuner=TunerSection(**sections["tuner"]),
+                    training=TrainingSection(**sections["training"]), constraints=constraints)
 
 
 def file_digest(*paths: str | Path) -> str:

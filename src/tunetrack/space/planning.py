@@ -15,7 +15,8 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         parts = ()
     if len(parts) != 3 or min(parts) < 1:
         raise SpaceError(f"--input-shape must be H,W,C of positive integers, got {text!r}")
-    return parts  # type: ignore[return-value]
+    height, width, channels = parts
+    return height, width, channels
 
 
 def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict[str, str]:

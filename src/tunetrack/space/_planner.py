@@ -1,0 +1,255 @@
+"""The plan's records and the planner that fills them, layer by layer, as a model is built.
+
+Private to :mod:`tunetrack.space.plan`: the family functions there drive a :class:`Planner`,
+which appends each :class:`LayerSpec` with its computed :class:`LayerPlan` in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunetrack.space._formulas import (
+    batch_norm_params,
+    conv_params,
+    dense_params,
+    pool_output_size,
+    same_output_size,
+    valid_output_size,
+)
+from tunetrack.space.catalog import FAMILIES, Key, element_name
+
+__all__ = ["Candidate", "LayerPlan", "LayerSpec", "Plan", "Planner", "layer_label"]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer to build: ``kind`` and ``config`` say what, ``inputs`` name the layers it reads."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LayerPlan:
+    """What one layer produces (per example, no batch axis) and costs."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int = 0
+    trainable: int = 0
+    flops: int = 0
+
+
+@dataclass
+class Plan:
+    """A candidate's layers in build order, with the specs the Keras builder consumes."""
+
+    family: str
+    input_shape: tuple[int, ...]
+    layers: list[LayerPlan]
+    num_classes: int
+    specs: list[LayerSpec] = field(default_factory=list, repr=False)
+    image_shape: tuple[int, ...] | None = None
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(layer.trainable for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds per example of the conv and dense layers (the rest is negligible)."""
+        return sum(layer.flops for layer in self.layers)
+
+    def table(self) -> str:
+        rows = [("layer", "kind", "output shape", "params")]
+        rows += [(lp.name, lp.kind, "×".join(map(str, lp.output_shape)), f"{lp.params:,}")
+                 for lp in self.layers]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  "
+                 f"{r[3]:>{widths[3]}}" for r in rows]
+        rule = "-" * len(lines[0])
+        total, trainable = self.total_params, self.trainable_params
+        return "\n".join([lines[0], rule, *lines[1:], rule,
+                          f"total params:         {total:,}",
+                          f"trainable params:     {trainable:,}",
+                          f"non-trainable params: {total - trainable:,}",
+                          f"FLOPs per example:    {self.flops:,} (multiply-adds)"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "input_shape": list(self.input_shape),
+                "image_shape": list(self.image_shape) if self.image_shape else None,
+                "num_classes": self.num_classes, "total_params": self.total_params,
+                "trainable_params": self.trainable_params, "flops": self.flops,
+                "layers": [{**asdict(lp), "output_shape": list(lp.output_shape)}
+                           for lp in self.layers]}
+
+
+# --- candidate access ---------------------------------------------------------------------
+
+def layer_label(name: str) -> str:
+    """``blocks.2.conv`` → ``blocks.2 conv``: how a reason names a layer."""
+    head, _, tail = name.rpartition(".")
+    return f"{head} {tail}" if head else name
+
+
+class Candidate:
+    """Reads a candidate, falling back to the catalog default of a key it lacks."""
+
+    def __init__(self, family: str, candidate: Mapping[str, Any]) -> None:
+        self.schema, self.values = FAMILIES[family], candidate
+
+    def get(self, key: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        return self.schema.keys[key].default
+
+    def count(self, group: str) -> int:
+        if group not in self.schema.groups:
+            return 0
+        return int(self.values.get(group, self.schema.groups[group].count_default))
+
+    def element(self, group: str, index: int, key: str) -> Any:
+        name = element_name(group, index, key)
+        if name in self.values:
+            return self.values[name]
+        spec: Key = self.schema.groups[group].keys[key]
+        return self.get(spec.inherit) if spec.inherit else spec.default
+
+    def network(self, key: str, default: Any) -> Any:
+        """A NETWORK key (dropout, batch_norm, ...) or ``default`` where the family has none."""
+        return self.get(key) if key in self.schema.keys else default
+
+
+# --- the planner ----------------------------------------------------------------------------
+
+class Planner:
+    """Appends specs and their computed shapes in step; each method returns the new layer."""
+
+    def __init__(self, cand: Candidate) -> None:
+        self.cand = cand
+        self.specs: list[LayerSpec] = []
+        self.layers: list[LayerPlan] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.last = ""
+
+    def _add(self, spec: LayerSpec, shape: tuple[int, ...], params: int = 0,
+             trainable: int | None = None, flops: int = 0) -> str:
+        self.specs.append(spec)
+        self.layers.append(LayerPlan(spec.name, spec.kind, shape, params,
+                                     params if trainable is None else trainable, flops))
+        self.shapes[spec.name] = shape
+        self.last = spec.name
+        return spec.name
+
+    def input(self, shape: tuple[int, ...]) -> str:
+        return self._add(LayerSpec("input", "input", (), {"shape": shape}), shape)
+
+    def augment(self) -> None:
+        """The active random-augmentation layers: shape unchanged, no parameters, no FLOPs
+        counted (they run in training only)."""
+        for key in ("translate", "rotate", "zoom", "flip"):
+            value = self.cand.get(f"augment_{key}")
+            if value in (None, 0, 0.0, "none"):
+                continue
+            spec = LayerSpec(f"augment.{key}", "augment", (self.last,),
+                             {"op": key, "factor": value})
+            self._add(spec, self.shapes[self.last])
+
+    def _sides(self, src: str, name: str, size: Callable[[int, str], int]) -> tuple[int, int]:
+        (h, w, _), label = self.shapes[src], layer_label(name)
+        if h == w:
+            side = size(h, label)
+            return side, side
+        return size(h, f"{label} (height)"), size(w, f"{label} (width)")
+
+    def conv(self, name: str, filters: int, kernel: int, stride: int = 1,
+             padding: str = "same", src: str | None = None) -> str:
+        src = src or self.last
+        depth = self.shapes[src][2]
+        if padding == "same":
+            h, w = self._sides(src, name, lambda n, _lbl: same_output_size(n, stride))
+        else:
+            h, w = self._sides(src, name, lambda n, lbl: valid_output_size(n, kernel, stride,
+                                                                           layer=lbl))
+        spec = LayerSpec(name, "conv", (src,), {"filters": filters, "kernel": kernel,
+                                                "stride": stride, "padding": padding})
+        return self._add(spec, (h, w, filters), conv_params(kernel, depth, filters),
+                         flops=h * w * filters * kernel * kernel * depth)
+
+    def pool(self, name: str, mode: str, size: int, stride: int) -> str:
+        src = self.last
+        h, w = self._sides(src, name, lambda n, lbl: pool_output_size(n, size, stride,
+                                                                      layer=lbl))
+        spec = LayerSpec(name, f"{mode}_pool", (src,), {"size": size, "stride": stride})
+        return self._add(spec, (h, w, self.shapes[src][2]))
+
+    def batch_norm(self, name: str, src: str | None = None) -> str:
+        src = src or self.last
+        shape = self.shapes[src]
+        total, trainable = batch_norm_params(shape[-1])
+        return self._add(LayerSpec(name, "batch_norm", (src,)), shape, total, trainable)
+
+    def activation(self, name: str, activation: str, src: str | None = None) -> str:
+        src = src or self.last
+        config: dict[str, Any] = {"activation": activation}
+        if activation == "leaky_relu":
+            config["slope"] = float(self.cand.network("leaky_relu_slope", 0.1))
+        return self._add(LayerSpec(name, "activation", (src,), config), self.shapes[src])
+
+    def dropout(self, name: str) -> str | None:
+        rate = float(self.cand.network("dropout", 0.0))
+        if rate <= 0:
+            return None
+        return self._add(LayerSpec(name, "dropout", (self.last,), {"rate": rate}),
+                         self.shapes[self.last])
+
+    def flatten(self) -> str:
+        shape = self.shapes[self.last]
+        if len(shape) == 1:
+            return self.last
+        return self._add(LayerSpec("flatten", "flatten", (self.last,)), (math.prod(shape),))
+
+    def global_avg_pool(self) -> str:
+        shape = self.shapes[self.last]
+        return self._add(LayerSpec("global_avg_pool", "global_avg_pool", (self.last,)),
+                         (shape[-1],))
+
+    def dense(self, name: str, units: int, activation: str | None = None) -> str:
+        (n,) = self.shapes[self.last]
+        spec = LayerSpec(name, "dense", (self.last,), {"units": units, "activation": activation})
+        return self._add(spec, (units,), dense_params(n, units), flops=n * units)
+
+    def add(self, name: str, a: str, b: str) -> str:
+        return self._add(LayerSpec(name, "add", (a, b)), self.shapes[a])
+
+    def conv_unit(self, prefix: str, suffix: str, filters: int, kernel: int, stride: int,
+                  padding: str, activation: str | None, src: str | None = None) -> str:
+        """conv → [batch norm] → [activation]: the unit every conv family repeats."""
+        self.conv(f"{prefix}.conv{suffix}", filters, kernel, stride, padding, src)
+        if self.cand.network("batch_norm", False):
+            self.batch_norm(f"{prefix}.bn{suffix}")
+        if activation:
+            self.activation(f"{prefix}.act{suffix}", activation)
+        return self.last
+
+    def head(self, num_classes: int, output_activation: str | None) -> None:
+        """Hidden dense layers (dropout → dense → [bn] → activation), then the output layer."""
+        cand = self.cand
+        for i in range(1, cand.count("dense") + 1):
+            self.dropout(f"dense.{i}.dropout")
+            self.dense(f"dense.{i}", int(cand.element("dense", i, "units")))
+            if cand.network("batch_norm", False):
+                self.batch_norm(f"dense.{i}.bn")
+            self.activation(f"dense.{i}.act", str(cand.element("dense", i, "activation")))
+        self.dropout("output.dropout")
+        self.dense("output", num_classes, output_activation)
