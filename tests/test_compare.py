@@ -59,7 +59,7 @@ def _param(key, value):
 def add_trial(client, experiment_id: str, parent: str, trial_id: str, status: str,
               hps: dict, best: float | None, params_total: int | None,
               reason: str | None, start: int) -> str:
-    """A child run as tuning.py writes it: tags, params, per-epoch series and final metrics."""
+    """A child run as the search writes it: tags, params, per-epoch series and final metrics."""
     from mlflow.entities import Metric, RunTag
 
     tags = {names.TAG_PARENT: parent, names.TAG_ROLE: names.ROLE_TRIAL,
@@ -260,7 +260,8 @@ def test_formats(uri):
 # -- choosing the search -----------------------------------------------------------------------
 def test_most_recent_search_when_none_named(uri, filled):
     newest = json.loads(cmp.compare(fmt="json"))  # across experiments: 'other' is newest
-    assert [r["run_id"] for r in newest] != [] and "val_loss" in newest[0]
+    assert newest == json.loads(cmp.compare(search=filled.newest, fmt="json"))
+    assert [r["trial_id"] for r in newest] == ["00"] and "val_loss" in newest[0]
     old = read_csv(cmp.compare(search=filled.old, fmt="csv"))
     assert len(old) == 1
     assert len(read_csv(cmp.compare(experiment="digits", fmt="csv"))) == len(TRIALS)
@@ -387,7 +388,7 @@ def test_compare_scales_to_a_thousand_trials(tmp_path, monkeypatch, blank_db, re
 
 # -- leaderboard ---------------------------------------------------------------------------------
 def test_leaderboard_from_trial_records():
-    from tunetrack.search.session import TrialRecord
+    from tunetrack.search.records import TrialRecord
 
     trials = [
         TrialRecord("00", TrialStatus.COMPLETED, {"learning_rate": 0.01, "blocks": 1},

@@ -101,7 +101,11 @@ def test_accuracy_vs_params_renders_with_front():
 
 def test_accuracy_vs_params_without_completed_trials():
     empty = trials_frame().assign(status="rejected")
-    assert png(plots.accuracy_vs_params(empty, "val_accuracy", "max")).startswith(PNG)
+    fig = plots.accuracy_vs_params(empty, "val_accuracy", "max")
+    assert png(fig).startswith(PNG)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["no completed trials"]
+    assert ax.get_lines() == [] and "(0 completed trials)" in ax.get_title()
 
 
 def test_parallel_coordinates_renders():
@@ -126,7 +130,11 @@ def test_axis_positions():
 
 def test_parallel_coordinates_single_trial():
     one = trials_frame().iloc[:1]
-    assert png(plots.parallel_coordinates(one, ["learning_rate"], "val_accuracy")).startswith(PNG)
+    fig = plots.parallel_coordinates(one, ["learning_rate"], "val_accuracy")
+    assert png(fig).startswith(PNG)
+    (trials,) = fig.axes[0].collections
+    (segment,) = trials.get_segments()  # one trial, through learning_rate and val_accuracy
+    assert segment.tolist() == [[0.0, 0.5], [1.0, 0.5]]  # a single value sits mid-axis
 
 
 def test_background_uploads_are_waited_for_and_their_errors_kept():

@@ -33,7 +33,7 @@ CHAMPION_URI = f"models:/{MODEL}@champion"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One promoted classifier and 30 test digits written as PNG files under ``digits/``."""
-    from tunetrack.registry.promote import promote
+    from tunetrack.registry import promote
 
     root = tmp_path_factory.mktemp("serving")
     with module_store(root):
@@ -52,7 +52,7 @@ def env(served: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_predict_folder_in_every_format_with_a_bad_file(env: Any, tmp_path: Path):
-    from tunetrack.registry.serving import predict
+    from tunetrack.registry import predict
 
     folder = tmp_path / "mixed"
     (folder / "nested").mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_predict_folder_in_every_format_with_a_bad_file(env: Any, tmp_path: Path
 
 def test_png_files_predict_like_the_arrays(env: Any):
     """8-bit grayscale PNGs (value * 255 / 16) must give the dataset's own predictions."""
-    from tunetrack.registry.serving import load_classifier
+    from tunetrack.registry import load_classifier
 
     classifier = load_classifier(CHAMPION_URI)
     paths = [p for p, _ in env.images]
@@ -105,7 +105,7 @@ def test_png_files_predict_like_the_arrays(env: Any):
 
 
 def test_every_model_uri_gives_the_same_classes(env: Any):
-    from tunetrack.registry.serving import predict
+    from tunetrack.registry import predict
 
     paths = [p for p, _ in env.images[:8]]
     outputs = {uri: predict(uri, paths, fmt="csv")
@@ -114,6 +114,9 @@ def test_every_model_uri_gives_the_same_classes(env: Any):
     texts = {text for text, errors in outputs.values()}
     assert len(texts) == 1, texts
     assert all(errors == [] for _, errors in outputs.values())
+    rows = list(csv.DictReader(io.StringIO(texts.pop())))
+    assert [r["path"] for r in rows] == [str(p) for p in paths]  # one row per image, in order
+    assert all(r["class"] in env.dataset.class_names for r in rows)
 
 
 def test_pyfunc_names_rows_that_are_not_images(env: Any):
@@ -134,7 +137,7 @@ def test_pyfunc_names_rows_that_are_not_images(env: Any):
 
 
 def test_unknown_models_are_tracking_errors(env: Any):
-    from tunetrack.registry.serving import predict
+    from tunetrack.registry import predict
 
     with pytest.raises(TrackingError, match=r"cannot load model 'models:/nope@champion'"):
         predict("models:/nope@champion", [env.images[0][0]])
@@ -143,7 +146,7 @@ def test_unknown_models_are_tracking_errors(env: Any):
 
 
 def test_scoring_server_answers_with_the_class(env: Any, tmp_path: Path):
-    from tunetrack.registry.serving import serve_command
+    from tunetrack.registry import serve_command
 
     port = free_port()
     argv, _ = serve_command(f"runs:/{env.trial}/model", "127.0.0.1", port)

@@ -67,13 +67,20 @@ def test_search_compare_promote_predict(store, workdir: Path):
     assert len(rows) == 20
     truth = rows["path"].map(lambda p: int(Path(p).stem.split("_")[1]))
     assert (rows["class"].astype(int) == truth).mean() >= 0.8
+    # the registered pyfunc, loaded by MLflow alone, answers exactly as the CLI did
     loaded = mlflow.pyfunc.load_model("models:/digits-flow@champion")
-    assert loaded is not None
+    served = loaded.predict(pd.DataFrame({"image": list(rows["path"])}))
+    assert list(served.columns) == ["class", "probability"]
+    assert list(served["class"]) == list(rows["class"].astype(str))
+    np.testing.assert_allclose(served["probability"], rows["probability"], atol=1e-5)
 
-    # a second promotion of the same search is not better than the champion: it is a tie,
-    # so it is promoted again; a gate above any real accuracy refuses with exit 1
+    # a gate above any real accuracy refuses with exit 1: the new version is only the
+    # challenger, and the champion stays where it was
     refused = _run(["promote", "--experiment", "flow", "--model-name", "digits-flow",
                     "--min-test-accuracy", "1.0"])
     assert refused.exit_code == 1
-    assert "Error:" in refused.output
+    assert "is below min_test_accuracy 1.0000" in refused.output
+    assert "has alias 'challenger'" in refused.output
     assert store.get_model_version_by_alias("digits-flow", "champion").version == version.version
+    assert store.get_model_version_by_alias("digits-flow", "challenger").version != \
+        version.version

@@ -187,6 +187,6 @@ def _log_figure(client: Any, run_id: str, figure: Any, artifact_file: str) -> No
 
 
 def to_jsonable(value: Any) -> Any:
-    if is_dataclass(value):
+    if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return json.loads(json.dumps(value, default=str))

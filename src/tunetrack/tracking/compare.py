@@ -3,7 +3,7 @@
 Only the search's child runs are fetched (``--top K``: only the K best, ordered in the store;
 ``--where``: pushed into MLflow's ``search_runs`` filter), each page whole, with no call per
 run, so an experiment with thousands of runs stays fast. The runs come through
-:mod:`tunetrack.storeread`, which reads the embedded SQLite store without importing MLflow.
+:mod:`tunetrack.tracking.storeread`, which reads the embedded SQLite store without importing MLflow.
 pandas is imported inside the functions, so ``tunetrack --help`` never pays for it.
 """
 
@@ -21,8 +21,8 @@ from tunetrack.errors import TrackingError, allowed_list, did_you_mean
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
-    from mlflow.entities import Run
 
+    from tunetrack.tracking.storeread import AnyRun as Run
     from tunetrack.tracking.storeread import MlflowRuns, SqliteRuns
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -32,11 +32,11 @@ REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
 
 
 # -- finding the search ----------------------------------------------------------------------
-def _reader(client: Any) -> MlflowRuns | SqliteRuns:
+def _reader(client: MlflowClient | MlflowRuns | SqliteRuns) -> MlflowRuns | SqliteRuns:
     """``client`` as a run reader: an ``MlflowClient`` is wrapped, a reader is kept."""
-    from tunetrack.tracking.storeread import MlflowRuns
+    from tunetrack.tracking.storeread import MlflowRuns, SqliteRuns
 
-    return client if hasattr(client, "tagged") else MlflowRuns(client)
+    return client if isinstance(client, (MlflowRuns, SqliteRuns)) else MlflowRuns(client)
 
 
 def _is_search(run: Run) -> bool:
@@ -44,7 +44,7 @@ def _is_search(run: Run) -> bool:
 
 
 def _recent_searches(store: MlflowRuns | SqliteRuns, experiment_ids: list[str],
-                     n: int) -> list[Run]:
+                     n: int) -> Sequence[Run]:
     return store.tagged(experiment_ids, names.TAG_ROLE, names.ROLE_SEARCH,
                         order="attributes.start_time DESC", max_results=n)
 

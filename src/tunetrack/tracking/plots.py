@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +61,7 @@ def learning_curve(history: dict[str, list[float]], epochs: Sequence[int]) -> Fi
     return fig
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int],
+def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
                      class_names: Sequence[str]) -> Figure:
     """Counts of true class (rows) against predicted class (columns), each cell annotated."""
     n = len(class_names)
@@ -90,7 +91,7 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int],
     return fig
 
 
-def pareto_front(params: Sequence[float], scores: Sequence[float],
+def pareto_front(params: npt.ArrayLike, scores: npt.ArrayLike,
                  direction: str = "max") -> np.ndarray:
     """Mask of the trials no other trial beats on both size and score.
 

@@ -16,7 +16,12 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Experiment as MlflowExperiment
+    from mlflow.entities import Run as MlflowRun
 
 # alembic revisions of MLflow's SQL schema whose run tables this module reads (mlflow 3.17.x).
 KNOWN_SCHEMAS = frozenset({"dc11669786a5"})
@@ -62,20 +67,26 @@ class Run:
     data: RunData
 
 
+# What either reader hands back: compare reads only the attributes the two share.
+AnyRun: TypeAlias = "MlflowRun | Run"
+AnyExperiment: TypeAlias = "MlflowExperiment | Experiment"
+
+
 class MlflowRuns:
     """The reader over ``MlflowClient`` (any store MLflow supports; ``where`` allowed)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: MlflowClient) -> None:
         self.client = client
         self.tracking_uri = getattr(getattr(client, "_tracking_client", None), "tracking_uri",
                                     "the MLflow store")
 
-    def get_experiment_by_name(self, name: str) -> Any:
+    def get_experiment_by_name(self, name: str) -> MlflowExperiment | None:
         return self.client.get_experiment_by_name(name)
 
-    def experiments(self) -> list[Any]:
+    def experiments(self) -> list[MlflowExperiment]:
         """Every active experiment, across pages."""
-        found, token = [], None
+        found: list[MlflowExperiment] = []
+        token = None
         while True:
             page = self.client.search_experiments(max_results=PAGE_SIZE, page_token=token)
             found.extend(page)
@@ -83,7 +94,7 @@ class MlflowRuns:
             if not token:
                 return found
 
-    def get_run(self, run_id: str) -> Any:
+    def get_run(self, run_id: str) -> MlflowRun:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -93,7 +104,7 @@ class MlflowRuns:
 
     def tagged(self, experiment_ids: Sequence[str], tag: str, value: str, *,
                order: str | None = None, max_results: int | None = None,
-               where: str | None = None) -> list[Any]:
+               where: str | None = None) -> list[MlflowRun]:
         """Active runs with ``tag = value``; ``order`` is MLflow's ``order_by`` syntax."""
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
@@ -103,7 +114,7 @@ class MlflowRuns:
         query = f"tags.`{tag}` = '{value}'"
         if where and where.strip():
             query += f" and {where.strip()}"
-        runs: list[Any] = []
+        runs: list[MlflowRun] = []
         token = None
         while max_results is None or len(runs) < max_results:
             size = PAGE_SIZE if max_results is None else min(PAGE_SIZE, max_results - len(runs))

@@ -5,20 +5,37 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from tunetrack import names
 from tunetrack.errors import TrackingError
-from tunetrack.registry.serving import KERAS_MODEL, PREPROCESSING_FILE, Classifier, Preprocessing
+from tunetrack.registry._classifier import (
+    KERAS_MODEL,
+    PREPROCESSING_FILE,
+    Classifier,
+    Preprocessing,
+)
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
     from tunetrack.data import Dataset
 
 CONFUSION_PLOT = "plots/test_confusion_matrix.png"
+
+
+class Scores(NamedTuple):
+    """What the test split says about one classifier."""
+
+    accuracy: float
+    loss: float
+    precision: dict[str, float]
+    recall: dict[str, float]
+    confusion: np.ndarray
 
 
 @dataclass
@@ -36,7 +53,7 @@ class Evaluation:
     confusion: np.ndarray = field(repr=False)
 
 
-def _load_trial(mlclient: MlflowClient, run: Any) -> Classifier:
+def _load_trial(mlclient: MlflowClient, run: Run) -> Classifier:
     import mlflow
 
     run_id = run.info.run_id
@@ -59,8 +76,7 @@ def _metric_key(class_name: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", class_name)
 
 
-def evaluate(classifier: Classifier, dataset: Dataset) -> tuple[float, float, dict, dict,
-                                                                np.ndarray]:
+def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
     """Accuracy, cross-entropy, per-class precision/recall and confusion on the test split."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -76,12 +92,12 @@ def evaluate(classifier: Classifier, dataset: Dataset) -> tuple[float, float, di
     precision, recall, _, _ = precision_recall_fscore_support(y, pred, labels=labels,
                                                               zero_division=0)
     names_ = dataset.class_names
-    return (accuracy, loss, dict(zip(names_, map(float, precision), strict=True)),
-            dict(zip(names_, map(float, recall), strict=True)),
-            confusion_matrix(y, pred, labels=labels))
+    return Scores(accuracy, loss, dict(zip(names_, map(float, precision), strict=True)),
+                      dict(zip(names_, map(float, recall), strict=True)),
+                      confusion_matrix(y, pred, labels=labels))
 
 
-def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Any:
+def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
     """A Figure without pyplot: no global backend state, safe in servers and tests."""
     from matplotlib.figure import Figure
 
@@ -104,8 +120,8 @@ def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str)
     return fig
 
 
-def judge(mlclient: MlflowClient, run: Any, dataset: Dataset, metric_key: str
-           ) -> tuple[Evaluation, Classifier]:
+def judge(mlclient: MlflowClient, run: Run, dataset: Dataset, metric_key: str
+          ) -> tuple[Evaluation, Classifier]:
     """Evaluate one trial on the test split and record the result on its run."""
     from tunetrack.tracking.store import RunLogger
 
@@ -126,4 +142,4 @@ def judge(mlclient: MlflowClient, run: Any, dataset: Dataset, metric_key: str
                       confusion), classifier
 
 
-__all__ = ["CONFUSION_PLOT", "Evaluation", "evaluate", "judge"]
+__all__ = ["CONFUSION_PLOT", "Evaluation", "Scores", "evaluate", "judge"]

@@ -1,0 +1,171 @@
+"""A promotion's decision: what was judged, why the champion alias moved or did not, and the
+decision run (tag ``tunetrack.role=promotion``) that keeps it, so :func:`promotion_history`
+can tell how the champion got there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunetrack import names
+from tunetrack.errors import PromotionRefused
+from tunetrack.registry._aliases import TAG_SEARCH_RUN, TAG_TRIAL_RUN
+from tunetrack.registry._evaluation import Evaluation
+from tunetrack.registry._lookup import experiment_id
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+DECISIONS = ("promoted", "refused", "dry_run")
+# Tags of a promotion (decision) run.
+TAG_DECISION = "tunetrack.decision"
+TAG_MODEL_NAME = "tunetrack.model_name"
+TAG_MODEL_VERSION = "tunetrack.model_version"
+TAG_ALIAS = "tunetrack.alias"
+TAG_CHAMPION_VERSION = "tunetrack.previous_champion_version"
+TAG_CHAMPION_SCORE = "tunetrack.champion_score_source"
+
+
+@dataclass
+class PromotionResult:
+    """What :func:`~tunetrack.registry.promote` decided; ``lines()`` is what the CLI prints."""
+
+    decision: str
+    model_name: str
+    search_run_id: str
+    winner: Evaluation
+    candidates: list[Evaluation]
+    reason: str
+    metric: str
+    version: str | None = None
+    alias: str | None = None
+    model_uri: str | None = None
+    champion_version: str | None = None
+    champion_test_accuracy: float | None = None
+    champion_score_source: str | None = None  # "re-evaluated" | "recorded"
+    decision_run_id: str | None = None
+    members: list[Evaluation] = field(default_factory=list)  # an ensemble's trials
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.winner.test_accuracy
+
+    def lines(self) -> list[str]:
+        w = self.winner
+        if self.members:
+            out = [f"search {self.search_run_id}: ensemble of the {len(self.members)} best "
+                   f"trials by best_{self.metric} ({w.family}), probabilities averaged"]
+            out += [f"  member trial {e.trial_id} (run {e.run_id}): best_{self.metric} "
+                    f"{e.selection_score:.4f}, test accuracy {e.test_accuracy:.4f}"
+                    for e in self.members]
+        else:
+            out = [f"search {self.search_run_id}: trial {w.trial_id} (run {w.run_id}, "
+                   f"{w.family}) best_{self.metric} {w.selection_score:.4f}"]
+        if len(self.candidates) > 1 and not self.members:
+            out += [f"  candidate trial {e.trial_id}: test accuracy {e.test_accuracy:.4f}"
+                    for e in self.candidates]
+        out.append(f"test accuracy {w.test_accuracy:.4f}, test loss {w.test_loss:.4f}")
+        if self.champion_version is not None:
+            out.append(f"current champion: version {self.champion_version}, test accuracy "
+                       f"{fmt_score(self.champion_test_accuracy)} "
+                       f"({self.champion_score_source})")
+        if self.version is not None:
+            out.append(f"registered '{self.model_name}' version {self.version} with alias "
+                       f"'{self.alias}'")
+        out.append(self.reason)
+        return out
+
+
+class Refused(PromotionRefused):
+    """:class:`PromotionRefused` (exit 1) that carries the decision, scores included."""
+
+    def __init__(self, result: PromotionResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def fmt_score(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.4f}"
+
+
+def refusals(result: PromotionResult, min_test_accuracy: float | None) -> list[str]:
+    """Why the candidate may not become champion; empty when it may."""
+    acc = result.winner.test_accuracy
+    out = []
+    if min_test_accuracy is not None and acc < min_test_accuracy:
+        out.append(f"test accuracy {acc:.4f} is below min_test_accuracy "
+                   f"{min_test_accuracy:.4f}")
+    champ = result.champion_test_accuracy
+    if champ is not None and acc < champ:
+        out.append(f"test accuracy {acc:.4f} is below the champion's {champ:.4f} (version "
+                   f"{result.champion_version}, {result.champion_score_source})")
+    return out
+
+
+def decision_run(mlclient: MlflowClient, experiment_id: str, model_name: str) -> str:
+    run = mlclient.create_run(experiment_id, run_name=f"promote-{model_name}-"
+                                                      f"{time.strftime('%Y%m%d-%H%M%S')}",
+                              tags={names.TAG_ROLE: names.ROLE_PROMOTION})
+    return run.info.run_id
+
+
+def record_decision(mlclient: MlflowClient, experiment_id: str, result: PromotionResult,
+                    min_test_accuracy: float | None, run_id: str | None = None) -> str:
+    """Fill the decision run (created here unless ``run_id`` already holds the ensemble)."""
+    from tunetrack.tracking.store import RunLogger
+
+    w = result.winner
+    run_id = run_id or decision_run(mlclient, experiment_id, result.model_name)
+    log = RunLogger(mlclient, run_id)
+    log.tags({TAG_DECISION: result.decision, TAG_MODEL_NAME: result.model_name,
+              TAG_MODEL_VERSION: result.version, TAG_ALIAS: result.alias,
+              TAG_SEARCH_RUN: result.search_run_id, TAG_TRIAL_RUN: w.run_id,
+              names.TAG_TRIAL_ID: w.trial_id, TAG_CHAMPION_VERSION: result.champion_version,
+              TAG_CHAMPION_SCORE: result.champion_score_source, names.TAG_REASON: result.reason})
+    log.params({"metric": result.metric, "min_test_accuracy": min_test_accuracy,
+                "candidates": len(result.candidates), "ensemble": len(result.members) or 1})
+    log.metrics({"test_accuracy": w.test_accuracy, "test_loss": w.test_loss})
+    if result.champion_test_accuracy is not None:
+        log.metric("champion_test_accuracy", result.champion_test_accuracy)
+    log.flush()
+    mlclient.log_dict(run_id, {
+        "decision": result.decision, "model_name": result.model_name, "version": result.version,
+        "search_run_id": result.search_run_id, "trial_run_id": w.run_id,
+        "trial_id": w.trial_id, "test_accuracy": w.test_accuracy,
+        "champion_version": result.champion_version,
+        "champion_test_accuracy": result.champion_test_accuracy, "reason": result.reason,
+        "candidates": [{"trial_id": e.trial_id, "run_id": e.run_id,
+                        "test_accuracy": e.test_accuracy} for e in result.candidates]},
+        "decision.json")
+    mlclient.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def promotion_history(experiment: str, model_name: str | None = None) -> list[dict[str, Any]]:
+    """Every promotion decision in an experiment, oldest first, as plain dicts."""
+    from tunetrack.tracking.store import client
+
+    mlclient = client()
+    query = f"tags.`{names.TAG_ROLE}` = '{names.ROLE_PROMOTION}'"
+    if model_name is not None:
+        query += f" and tags.`{TAG_MODEL_NAME}` = '{model_name}'"
+    runs = mlclient.search_runs([experiment_id(mlclient, experiment)], query,
+                                order_by=["attributes.start_time ASC"], max_results=10_000)
+    return [{"run_id": r.info.run_id, "time": r.info.start_time,
+             "decision": r.data.tags.get(TAG_DECISION),
+             "model_name": r.data.tags.get(TAG_MODEL_NAME),
+             "version": r.data.tags.get(TAG_MODEL_VERSION),
+             "alias": r.data.tags.get(TAG_ALIAS),
+             "search_run_id": r.data.tags.get(TAG_SEARCH_RUN),
+             "trial_run_id": r.data.tags.get(TAG_TRIAL_RUN),
+             "trial_id": r.data.tags.get(names.TAG_TRIAL_ID),
+             "test_accuracy": r.data.metrics.get("test_accuracy"),
+             "champion_version": r.data.tags.get(TAG_CHAMPION_VERSION),
+             "champion_test_accuracy": r.data.metrics.get("champion_test_accuracy"),
+             "reason": r.data.tags.get(names.TAG_REASON)} for r in runs]
+
+
+__all__ = ["DECISIONS", "PromotionResult", "Refused", "decision_run", "fmt_score",
+           "promotion_history", "record_decision", "refusals"]

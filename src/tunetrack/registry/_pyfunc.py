@@ -1,0 +1,192 @@
+"""The classifier as an MLflow pyfunc: logged to a run, registered, loaded back.
+
+:class:`ImageClassifierModel` carries the network(s) and ``preprocessing.json``, so MLflow's own
+scoring server answers with class names. It is logged as models-from-code: a three-line script
+that imports it from ``tunetrack.registry``, so the pyfunc imports tunetrack at load time
+(serve it where tunetrack is installed; ``serve`` uses ``--env-manager local``) and loading
+never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from tunetrack.errors import TrackingError
+from tunetrack.registry._classifier import (
+    CLASSIFIER,
+    IMAGE_COLUMN,
+    KERAS_MODEL,
+    PREPROCESSING_FILE,
+    Classifier,
+    EnsembleClassifier,
+    Preprocessing,
+)
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+    from mlflow.models.model import ModelInfo
+    from mlflow.pyfunc import PythonModelContext
+
+# What the pyfunc needs where it is loaded; versions pinned to what trained it.
+_REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "scikit-image",
+                 "tunetrack")
+# The import path is the package's public one, so moving a private module never breaks a
+# model that is already registered.
+_MODEL_CODE = """\
+# tunetrack image classifier (MLflow models-from-code: nothing is unpickled at load time)
+from mlflow.models import set_model
+
+from tunetrack.registry import ImageClassifierModel
+
+set_model(ImageClassifierModel())
+"""
+
+
+class ImageClassifierModel(PythonModel):
+    """MLflow pyfunc: DataFrame column ``image`` (base64 image bytes or a path) in, DataFrame
+    ``class, probability`` out. Artifacts: ``keras_model`` (.keras file) and ``preprocessing``;
+    an ensemble adds ``keras_model_1``, ``preprocessing_1`` and so on, one pair per member."""
+
+    classifier: Classifier | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        import keras
+
+        members = []
+        for suffix in _member_suffixes(context.artifacts):
+            prep = json.loads(Path(context.artifacts[f"preprocessing{suffix}"]).read_text())
+            model = keras.saving.load_model(context.artifacts[f"keras_model{suffix}"],
+                                            compile=False)
+            members.append(Classifier(model, Preprocessing.from_dict(prep)))
+        self.classifier = members[0] if len(members) == 1 else EnsembleClassifier.of(members)
+
+    # MLflow reads the ``model_input`` hint to decide how to convert inputs: keep DataFrame.
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        if isinstance(model_input, pd.DataFrame):
+            if IMAGE_COLUMN not in model_input.columns:
+                raise MlflowException(f"input must have a column {IMAGE_COLUMN!r}, got columns "
+                                      f"{list(model_input.columns)}", INVALID_PARAMETER_VALUE)
+            column = model_input[IMAGE_COLUMN].tolist()
+        else:
+            column = list(np.asarray(model_input, dtype=object).reshape(-1))
+        if self.classifier is None:
+            raise MlflowException("the model was not loaded: load_context was not called")
+        out, errors = self.classifier.classify_column(column)
+        if errors:  # a server answers 400 naming the rows; a partial answer would hide them
+            raise MlflowException(f"{len(errors)} of {len(column)} input(s) are not images: "
+                                  + "; ".join(errors), INVALID_PARAMETER_VALUE)
+        return out
+
+
+def _member_suffixes(artifacts: dict[str, str]) -> list[str]:
+    """``""`` for the first member, then ``"_1"``, ``"_2"``… while the artifacts have them."""
+    suffixes = [""]
+    while f"keras_model_{len(suffixes)}" in artifacts:
+        suffixes.append(f"_{len(suffixes)}")
+    return suffixes
+
+
+def _signature() -> ModelSignature:
+    from mlflow.models import infer_signature
+
+    return infer_signature(pd.DataFrame({IMAGE_COLUMN: ["iVBORw0KGgo="]}),
+                           pd.DataFrame({"class": ["0"], "probability": [0.5]}))
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements; explicit, because MLflow's inference costs ~8 s per model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in _REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def log_classifier(run_id: str, classifier: Classifier, name: str = CLASSIFIER) -> str:
+    """Log the pyfunc ``classifier`` (or ensemble) to a run; returns the logged model's URI."""
+    import mlflow
+
+    members = classifier.members if isinstance(classifier, EnsembleClassifier) else [classifier]
+    with tempfile.TemporaryDirectory(prefix="tunetrack-package-") as tmp:
+        artifacts: dict[str, str] = {}
+        for i, member in enumerate(members):
+            suffix = f"_{i}" if i else ""
+            keras_path = Path(tmp) / f"model{suffix}.keras"
+            member.model.save(keras_path)
+            prep_path = Path(tmp) / f"preprocessing{suffix}.json"
+            prep_path.write_text(json.dumps(member.prep.to_dict(), indent=2))
+            artifacts |= {f"keras_model{suffix}": str(keras_path),
+                          f"preprocessing{suffix}": str(prep_path)}
+        code_path = Path(tmp) / "tunetrack_classifier.py"
+        code_path.write_text(_MODEL_CODE)
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            # an input example would make MLflow load and run the model once more
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=str(code_path), artifacts=artifacts,
+                signature=_signature(), pip_requirements=pip_requirements())
+    return info.model_uri
+
+
+def model_info(model_uri: str) -> ModelInfo:
+    """MLflow's description of a model (reads ``MLmodel`` only: no TensorFlow), or a
+    :class:`TrackingError` that lists the URI forms tunetrack understands."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import get_model_info
+
+    try:
+        return get_model_info(model_uri)
+    except (MlflowException, OSError) as exc:
+        message = getattr(exc, "message", str(exc))
+        raise TrackingError(f"cannot load model {model_uri!r}: {message} (expected "
+                            f"models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/"
+                            f"{CLASSIFIER} or a trial's runs:/RUN_ID/{KERAS_MODEL})") from exc
+
+
+def load_classifier(model_uri: str) -> Classifier:
+    """A :class:`Classifier` from a packaged pyfunc, or from a trial's keras model plus the
+    ``preprocessing.json`` in the same run."""
+    import mlflow
+
+    from tunetrack.tracking.store import client
+
+    client()  # points mlflow at tunetrack's store
+    info = model_info(model_uri)
+    if "keras" in info.flavors:
+        if not info.run_id:
+            raise TrackingError(f"model {model_uri!r} is a bare keras model outside a run; "
+                                f"{PREPROCESSING_FILE} is looked up in the model's run")
+        where = f"runs:/{info.run_id}/{PREPROCESSING_FILE}"
+        try:
+            prep = mlflow.artifacts.load_dict(where)
+        except Exception as exc:  # noqa: BLE001 - any download failure means it is missing
+            raise TrackingError(f"run {info.run_id} has no {PREPROCESSING_FILE}, so images "
+                                f"cannot be prepared for {model_uri!r}") from exc
+        model = mlflow.keras.load_model(model_uri, load_model_kwargs={"compile": False})
+        return Classifier(model, Preprocessing.from_dict(prep, where))
+    inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    found = getattr(inner, "classifier", None)
+    if not isinstance(found, Classifier):
+        raise TrackingError(f"model {model_uri!r} is not a tunetrack classifier (a "
+                            f"{type(inner).__name__}); promote a trial to make one")
+    return found
+
+
+__all__ = ["ImageClassifierModel", "load_classifier", "log_classifier", "model_info",
+           "pip_requirements"]
