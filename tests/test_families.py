@@ -168,6 +168,7 @@ def fit_one_epoch(family: str, cand: dict) -> keras.Model:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "linear"])
 def test_every_family_trains_one_epoch(family):
     cand = defaults(family)
@@ -181,6 +182,7 @@ def test_every_family_trains_one_epoch(family):
     assert_model_matches_plan(model, plan_candidate(family, cand, IMAGE, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
 def test_linear_trains_with_both_losses(loss):
     model = fit_one_epoch("linear", {**defaults("linear"), "loss": loss, "optimizer": "sgd"})
