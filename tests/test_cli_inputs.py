@@ -40,10 +40,11 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path):
         f"{space}:5: blocks.pooling: unknown pooling 'average' (did you mean 'avg'?); "
         "allowed: 'max', 'avg', 'none'",
         f"{space}:6: optimiser: unknown key 'optimiser' (did you mean 'optimizer'?); allowed: "
-        "'family', 'description', 'constraints', 'batch_size', 'learning_rate', 'optimizer', "
-        "'momentum', 'l1', 'l2', 'activation', 'leaky_relu_slope', 'dropout', 'batch_norm', "
-        "'augment_translate', 'augment_rotate', 'augment_zoom', 'augment_flip', 'blocks', "
-        "'dense'",
+        "'family', 'description', 'constraints', 'input_shape', 'classes', 'batch_size', "
+        "'learning_rate', 'optimizer', 'momentum', 'l1', 'l2', 'activation', "
+        "'leaky_relu_slope', 'dropout', 'batch_norm', 'bias', 'width', 'head', "
+        "'augment_translate', 'augment_rotate', 'augment_zoom', 'augment_flip', 'stem', "
+        "'blocks', 'dense'",
         f"{space}:7: dropout: step 0.9 is larger than the range [0.0, 0.5]",
     ]
     assert "Traceback" not in result.output

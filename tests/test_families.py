@@ -43,8 +43,8 @@ def check_candidate(family: str, cand: dict, image_shape: tuple[int, ...], class
         plan = plan_candidate(family, cand, image_shape, classes)
     except CandidateRejected as err:
         assert err.kind == "impossible"
-        assert err.reason.startswith(("blocks.", "stem ", "hog features:", "lbp features:")), \
-            err.reason
+        assert err.reason.startswith(("blocks.", "stem.", "modules.", "hog features:",
+                                      "lbp features:")), err.reason
         if not FAMILIES[family].features:  # the builder refuses what the plan refuses
             with pytest.raises(CandidateRejected, match=re.escape(err.reason)):
                 families.build_model(family, cand, image_shape, classes)
@@ -94,29 +94,56 @@ def dense_candidates(draw):
     return family, cand
 
 
+conv_extras = st.fixed_dictionaries({
+    "bias": st.booleans(), "width": st.sampled_from([0.5, 1.0, 1.5]),
+    "head": st.sampled_from(["flatten", "global_avg"])})
+paddings = st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 2).map(str))
+
+
+@st.composite
+def conv_block(draw) -> dict:
+    """A cnn block or a stem layer: conv (any padding) then optional pooling."""
+    return {"filters": draw(st.integers(1, 8)), "kernel_size": draw(st.integers(1, 5)),
+            "stride": draw(st.integers(1, 3)), "padding": draw(paddings),
+            "activation": draw(st.sampled_from(ACTIVATIONS)),
+            "pooling": draw(st.sampled_from(["max", "avg", "none"])),
+            "pool_size": draw(st.integers(1, 3)), "pool_stride": draw(st.integers(1, 3)),
+            "pool_padding": draw(st.sampled_from(["same", "valid"]))}
+
+
 @st.composite
 def conv_candidates(draw, family: str):
-    cand = {k: v for k, v in defaults(family).items() if not k.startswith(("blocks", "dense"))}
+    group = "modules" if family == "inception" else "blocks"
+    cand = {k: v for k, v in defaults(family).items()
+            if not k.startswith((group, "dense", "stem"))}
     cand.update(draw(network))
     cand.update(draw(augment))
-    blocks = draw(st.integers(1, 3))
-    cand["blocks"] = blocks
-    for i in range(1, blocks + 1):
-        b = {"filters": draw(st.integers(1, 8))}
+    cand.update(draw(conv_extras))
+    stem = draw(st.integers(0, 2))
+    cand["stem"] = stem
+    for i in range(1, stem + 1):
+        cand.update({f"stem.{i}.{k}": v for k, v in draw(conv_block()).items()})
+    count = draw(st.integers(1, 3))
+    cand[group] = count
+    for i in range(1, count + 1):
         if family == "cnn":
-            b.update(kernel_size=draw(st.integers(1, 5)), stride=draw(st.integers(1, 3)),
-                     padding=draw(st.sampled_from(["same", "valid"])),
-                     activation=draw(st.sampled_from(ACTIVATIONS)),
-                     pooling=draw(st.sampled_from(["max", "avg", "none"])),
-                     pool_size=draw(st.integers(1, 3)), pool_stride=draw(st.integers(1, 3)))
+            b = draw(conv_block())
         elif family == "vgg":
-            b.update(convs=draw(st.integers(1, 2)),
-                     pooling=draw(st.sampled_from(["max", "avg", "none"])))
+            b = {"filters": draw(st.integers(1, 8)), "convs": draw(st.integers(1, 2)),
+                 "pooling": draw(st.sampled_from(["max", "avg", "none"])),
+                 "pool_size": draw(st.integers(1, 3)), "pool_stride": draw(st.integers(1, 2)),
+                 "pool_padding": draw(st.sampled_from(["same", "valid"]))}
+        elif family == "resnet":
+            b = {"filters": draw(st.integers(1, 8)), "stride": draw(st.integers(1, 2)),
+                 "repeat": draw(st.integers(1, 2))}
         else:
-            b.update(stride=draw(st.integers(1, 2)))
-        cand.update({f"blocks.{i}.{k}": v for k, v in b.items()})
-    if family == "resnet":
-        cand["stem_filters"] = draw(st.integers(1, 8))
+            b = {k: draw(st.integers(1, 6)) for k in
+                 ("b1x1", "b3x3_reduce", "b3x3", "b5x5_reduce", "b5x5", "pool_proj")}
+            b.update(b5x5_kernel=draw(st.sampled_from([3, 5])),
+                     pooling=draw(st.sampled_from(["max", "avg", "none"])),
+                     pool_size=draw(st.integers(1, 3)), pool_stride=draw(st.integers(1, 2)),
+                     pool_padding=draw(st.sampled_from(["same", "valid"])))
+        cand.update({f"{group}.{i}.{k}": v for k, v in b.items()})
     return draw(dense_layers(cand, 2))
 
 
@@ -142,6 +169,12 @@ def test_vgg_matches_its_plan(cand, image_shape, classes):
 @PROPERTY
 def test_resnet_matches_its_plan(cand, image_shape, classes):
     check_candidate("resnet", cand, image_shape, classes)
+
+
+@given(conv_candidates("inception"), images, st.integers(2, 5))
+@PROPERTY
+def test_inception_matches_its_plan(cand, image_shape, classes):
+    check_candidate("inception", cand, image_shape, classes)
 
 
 # --- building, compiling, training --------------------------------------------------------

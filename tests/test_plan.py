@@ -118,7 +118,7 @@ def test_cnn_flops_count_conv_and_dense():
 
 
 def test_resnet_projection_only_when_the_shape_changes():
-    cand = {**defaults("resnet"), "stem_filters": 8, "blocks": 3,
+    cand = {**defaults("resnet"), "stem.1.filters": 8, "blocks": 3,
             "blocks.1.filters": 8, "blocks.1.stride": 1,
             "blocks.2.filters": 16, "blocks.2.stride": 1,
             "blocks.3.filters": 16, "blocks.3.stride": 2}
@@ -129,7 +129,7 @@ def test_resnet_projection_only_when_the_shape_changes():
     shapes = {lp.name: lp.output_shape for lp in plan.layers}
     assert shapes["blocks.3.add"] == (5, 5, 16)
     assert shapes["global_avg_pool"] == (16,)
-    assert plan.specs[names.index("blocks.1.add")].inputs == ("blocks.1.conv2", "stem.act")
+    assert plan.specs[names.index("blocks.1.add")].inputs == ("blocks.1.conv2", "stem.1.act")
 
 
 # --- feature families ---------------------------------------------------------------------------

@@ -125,7 +125,7 @@ ERRORS = [
      r"space.yaml:2: blocks: family 'mlp' has no key 'blocks' \(it applies to cnn, vgg, resnet\)"),
     ("family: hog\naugment_translate: 0.1\n",
      r"space.yaml:2: augment_translate: family 'hog' has no key 'augment_translate' \(it applies "
-     r"to linear, softmax, mlp, cnn, vgg, resnet\)"),
+     r"to linear, softmax, mlp, cnn, vgg, resnet, inception\)"),
     ("family: cnn\naugment_flip: sideways\n",
      r"space.yaml:2: augment_flip: unknown augment_flip 'sideways'; allowed: 'none', "
      r"'horizontal'"),
@@ -177,7 +177,8 @@ ERRORS = [
     ("family: cnn\nblocks:\n  pooling: maxx\n",
      r"space.yaml:3: blocks.pooling: unknown pooling 'maxx' \(did you mean 'max'\?\)"),
     ("family: cnn\nblocks:\n  padding: {choice: [same, vaild]}\n",
-     r"blocks.padding: unknown padding 'vaild' \(did you mean 'valid'\?\)"),
+     r"blocks.padding: expected 'same', 'valid' or a whole number of pixels >= 0, but got "
+     r"'vaild' \(did you mean 'valid'\?\)"),
     ("family: cnnn\n",
      r"space.yaml:1: family: unknown family 'cnnn' \(did you mean 'cnn'\?\); allowed: 'linear'"),
     ("description: no family\n",
@@ -312,7 +313,9 @@ def check_in_space(space: Space, candidate: dict) -> None:
         key = (schema.keys.get(name) or (schema.groups[parts[0]].keys[parts[2]] if len(parts) == 3
                                           else None))
         if key is not None:
-            assert type(value) is key.type, (name, value)
+            # a padding is text ('same', 'valid', '2'): one type for keras-tuner's Choice
+            assert type(value) is (str if key.type is catalog.Padding else key.type), \
+                (name, value)
             assert bounds_problem(key, parts[-1], value) is None, (name, value)
         if name in dims:
             assert dims[name].contains(value), (name, value, dims[name].describe())

@@ -14,6 +14,9 @@ from tunetrack.space.catalog import FAMILIES
 from tunetrack.space.plan import LayerSpec, plan_layers
 
 
+MERGES = ("add", "concat")  # layers that take a list of inputs
+
+
 def _regularizer(candidate: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:
     """L1/L2 penalty on every kernel; ``None`` when both are zero (no extra loss terms)."""
     l1, l2 = float(candidate.get("l1", 0.0)), float(candidate.get("l2", 0.0))
@@ -27,7 +30,10 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
     c, name = spec.config, spec.name
     if spec.kind == "conv":
         return keras.layers.Conv2D(c["filters"], c["kernel"], strides=c["stride"],
-                                   padding=c["padding"], kernel_regularizer=reg, name=name)
+                                   padding=c["padding"], use_bias=c.get("bias", True),
+                                   kernel_regularizer=reg, name=name)
+    if spec.kind == "zero_pad":
+        return keras.layers.ZeroPadding2D(c["pad"], name=name)
     if spec.kind == "dense":
         return keras.layers.Dense(c["units"], activation=c["activation"],
                                   kernel_regularizer=reg, name=name)
@@ -41,11 +47,11 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
             return keras.layers.LeakyReLU(negative_slope=c["slope"], name=name)
         return keras.layers.Activation(c["activation"], name=name)
     if spec.kind == "max_pool":
-        return keras.layers.MaxPooling2D(c["size"], strides=c["stride"], padding="valid",
-                                         name=name)
+        return keras.layers.MaxPooling2D(c["size"], strides=c["stride"],
+                                         padding=c.get("padding", "valid"), name=name)
     if spec.kind == "avg_pool":
-        return keras.layers.AveragePooling2D(c["size"], strides=c["stride"], padding="valid",
-                                             name=name)
+        return keras.layers.AveragePooling2D(c["size"], strides=c["stride"],
+                                             padding=c.get("padding", "valid"), name=name)
     if spec.kind == "augment":
         return _augment(c["op"], c["factor"], name)
     if spec.kind == "dropout":
@@ -56,6 +62,8 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
         return keras.layers.GlobalAveragePooling2D(name=name)
     if spec.kind == "add":
         return keras.layers.Add(name=name)
+    if spec.kind == "concat":
+        return keras.layers.Concatenate(name=name)
     raise ValueError(f"layer {name!r}: unknown spec kind {spec.kind!r}")
 
 
@@ -85,6 +93,6 @@ def build_model(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
             tensors[spec.name] = keras.Input(shape=spec.config["shape"], name=spec.name)
             continue
         args = [tensors[name] for name in spec.inputs]
-        tensors[spec.name] = _layer(spec, reg)(args if spec.kind == "add" else args[0])
+        tensors[spec.name] = _layer(spec, reg)(args if spec.kind in MERGES else args[0])
     return keras.Model(tensors[plan.specs[0].name], tensors[plan.specs[-1].name],
                        name=f"tunetrack_{FAMILIES[family].name}")

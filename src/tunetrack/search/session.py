@@ -27,7 +27,7 @@ from tunetrack.search import parent, resume
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import SearchResult
 from tunetrack.search.signals import InterruptHandling, interrupt_reason
-from tunetrack.search.trial import TrialRunner, clock
+from tunetrack.search.trial import TrialRunner
 from tunetrack.space.pipeline import Pipeline
 
 
@@ -143,7 +143,7 @@ class SearchSession:
             resume.kill_stale(tracker, self.run_id, reason or "search ended")
             trials = resume.recorded_trials(tracker, self.run_id, self.pipeline.objective)
         self.result = SearchResult(self.pipeline, tracker.experiment_id, self.run_id, trials,
-                                   clock() - runner.start, self.status, runner.stop_reason,
+                                   runner.elapsed(), self.status, runner.stop_reason,
                                    searched=list(self.space.searched()))
         parent.finish_search(tracker, self.log, self.result, self.failure)
         if self.status is RunStatus.FINISHED:  # nothing left to resume

@@ -93,6 +93,10 @@ class TrialRunner:
             return 0.0
         return min(floor) if self.pipeline.direction == "max" else max(floor)
 
+    def elapsed(self) -> float:
+        """Seconds since the search started (a resumed search counts its earlier time)."""
+        return clock() - self.start
+
     def best(self) -> TrialRecord | None:
         return best_of(self.trials, self.pipeline.direction)
 
@@ -181,8 +185,7 @@ class TrialRunner:
 
     def _finish(self, record: TrialRecord) -> None:
         self.trials.append(record)
-        self.reporter.trial_ended(record, best=self.best(),
-                                  elapsed=clock() - self.start)
+        self.reporter.trial_ended(record, best=self.best(), elapsed=self.elapsed())
 
     def _record_rejected(self, trial_id: str, candidate: dict[str, Any], exc: CandidateRejected,
                          t0: float, extra: dict[str, Any]) -> None:
@@ -283,7 +286,7 @@ class TrialRunner:
     def check_budget(self, tuner: Any) -> None:
         """Stop cleanly once ``max_minutes`` has passed: no new trial after the running one."""
         limit = self.pipeline.tuner.max_minutes
-        if self.worker is None and limit is not None and clock() - self.start > 60 * limit:
+        if self.worker is None and limit is not None and self.elapsed() > 60 * limit:
             if self.stop_reason is None:
                 self.stop_reason = f"the {limit:g}-minute budget (--max-minutes) was used up"
             from tunetrack.search.tuners import stop_oracle

@@ -48,9 +48,10 @@ def same_output_size(n: int, stride: int) -> int:
     return -(-n // stride)
 
 
-def conv_params(kernel: int, depth: int, filters: int) -> int:
-    """``(P·P·d + 1)·K``: a P×P×d kernel and a bias per filter."""
-    return (kernel * kernel * depth + 1) * filters
+def conv_params(kernel: int, depth: int, filters: int, bias: bool = True) -> int:
+    """``(P·P·d + 1)·K``: a P×P×d kernel and a bias per filter (``P·P·d·K`` without bias, as
+    where batch norm follows and its β does the bias's work)."""
+    return (kernel * kernel * depth + int(bias)) * filters
 
 
 def dense_params(n: int, m: int) -> int:

@@ -137,6 +137,8 @@ class Planner:
 
     def __init__(self, cand: Candidate) -> None:
         self.cand = cand
+        self.width = float(cand.network("width", 1.0))
+        self.bias = bool(cand.network("bias", True))
         self.specs: list[LayerSpec] = []
         self.layers: list[LayerPlan] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -172,9 +174,22 @@ class Planner:
             return side, side
         return size(h, f"{label} (height)"), size(w, f"{label} (width)")
 
+    def filters(self, n: int) -> int:
+        """``n`` filters scaled by the ``width`` multiplier (at least one)."""
+        return max(1, round(n * self.width)) if self.width != 1.0 else n
+
     def conv(self, name: str, filters: int, kernel: int, stride: int = 1,
              padding: str = "same", src: str | None = None) -> str:
+        """A convolution; numeric ``padding`` (``'2'``) is a zero-padding layer of that many
+        pixels per side, then a ``'valid'`` convolution held to the course rule."""
         src = src or self.last
+        if padding not in ("same", "valid"):
+            pad = int(padding)
+            padding = "valid"
+            if pad:
+                h, w, c = self.shapes[src]
+                src = self._add(LayerSpec(f"{name}_pad", "zero_pad", (src,), {"pad": pad}),
+                                (h + 2 * pad, w + 2 * pad, c))
         depth = self.shapes[src][2]
         if padding == "same":
             h, w = self._sides(src, name, lambda n, _lbl: same_output_size(n, stride))
@@ -182,15 +197,21 @@ class Planner:
             h, w = self._sides(src, name, lambda n, lbl: valid_output_size(n, kernel, stride,
                                                                            layer=lbl))
         spec = LayerSpec(name, "conv", (src,), {"filters": filters, "kernel": kernel,
-                                                "stride": stride, "padding": padding})
-        return self._add(spec, (h, w, filters), conv_params(kernel, depth, filters),
+                                                "stride": stride, "padding": padding,
+                                                "bias": self.bias})
+        return self._add(spec, (h, w, filters), conv_params(kernel, depth, filters, self.bias),
                          flops=h * w * filters * kernel * kernel * depth)
 
-    def pool(self, name: str, mode: str, size: int, stride: int) -> str:
-        src = self.last
-        h, w = self._sides(src, name, lambda n, lbl: pool_output_size(n, size, stride,
-                                                                      layer=lbl))
-        spec = LayerSpec(name, f"{mode}_pool", (src,), {"size": size, "stride": stride})
+    def pool(self, name: str, mode: str, size: int, stride: int, padding: str = "valid",
+             src: str | None = None) -> str:
+        src = src or self.last
+        if padding == "same":
+            h, w = self._sides(src, name, lambda n, _lbl: same_output_size(n, stride))
+        else:
+            h, w = self._sides(src, name, lambda n, lbl: pool_output_size(n, size, stride,
+                                                                          layer=lbl))
+        spec = LayerSpec(name, f"{mode}_pool", (src,), {"size": size, "stride": stride,
+                                                        "padding": padding})
         return self._add(spec, (h, w, self.shapes[src][2]))
 
     def batch_norm(self, name: str, src: str | None = None) -> str:
@@ -219,6 +240,13 @@ class Planner:
             return self.last
         return self._add(LayerSpec("flatten", "flatten", (self.last,)), (math.prod(shape),))
 
+    def features(self) -> str:
+        """The last feature map as a vector: the ``head`` key's flatten or global average."""
+        if self.cand.network("head", "flatten") == "global_avg" and len(
+                self.shapes[self.last]) == 3:
+            return self.global_avg_pool()
+        return self.flatten()
+
     def global_avg_pool(self) -> str:
         shape = self.shapes[self.last]
         return self._add(LayerSpec("global_avg_pool", "global_avg_pool", (self.last,)),
@@ -232,14 +260,43 @@ class Planner:
     def add(self, name: str, a: str, b: str) -> str:
         return self._add(LayerSpec(name, "add", (a, b)), self.shapes[a])
 
+    def concat(self, name: str, inputs: tuple[str, ...]) -> str:
+        """Channel concatenation (an inception module's branches); the maps must agree."""
+        sides = {self.shapes[i][:2] for i in inputs}
+        if len(sides) > 1:  # pragma: no cover - every branch keeps the side ('same', stride 1)
+            raise ValueError(f"{name}: branches of different sides {sorted(sides)}")
+        h, w = self.shapes[inputs[0]][:2]
+        channels = sum(self.shapes[i][2] for i in inputs)
+        return self._add(LayerSpec(name, "concat", inputs), (h, w, channels))
+
     def conv_unit(self, prefix: str, suffix: str, filters: int, kernel: int, stride: int,
                   padding: str, activation: str | None, src: str | None = None) -> str:
-        """conv → [batch norm] → [activation]: the unit every conv family repeats."""
-        self.conv(f"{prefix}.conv{suffix}", filters, kernel, stride, padding, src)
+        """conv → [batch norm] → [activation]: the unit every conv family repeats (``filters``
+        before the width multiplier)."""
+        self.conv(f"{prefix}.conv{suffix}", self.filters(filters), kernel, stride, padding, src)
         if self.cand.network("batch_norm", False):
             self.batch_norm(f"{prefix}.bn{suffix}")
         if activation:
             self.activation(f"{prefix}.act{suffix}", activation)
+        return self.last
+
+    def conv_block(self, group: str, index: int) -> str:
+        """conv unit → [pooling]: a ``stem`` layer or a cnn block, from its element keys."""
+        def key(k: str) -> Any:
+            return self.cand.element(group, index, k)
+
+        prefix = f"{group}.{index}"
+        self.conv_unit(prefix, "", int(key("filters")), int(key("kernel_size")),
+                       int(key("stride")), str(key("padding")), str(key("activation")))
+        if key("pooling") != "none":
+            self.pool(f"{prefix}.pool", str(key("pooling")), int(key("pool_size")),
+                      int(key("pool_stride")), str(key("pool_padding")))
+        return self.last
+
+    def stem(self) -> str:
+        """The family's ``stem`` layers (none by default in cnn and vgg)."""
+        for i in range(1, self.cand.count("stem") + 1):
+            self.conv_block("stem", i)
         return self.last
 
     def head(self, num_classes: int, output_activation: str | None) -> None:

@@ -18,15 +18,22 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 POOLINGS = ("max", "avg", "none")
 PADDINGS = ("valid", "same")
+HEADS = ("flatten", "global_avg")
 LINEAR_LOSSES = ("squared_error", "cross_entropy")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+
+
+class Padding(str):
+    """The type of a conv ``padding`` key: ``'same'``, ``'valid'``, or a whole number of zero
+    pixels added on every side (the course's z in ``(N + 2z − P)/s + 1``), kept as text
+    (``'2'``) so that every value of the key has one type, as keras-tuner's ``Choice`` needs."""
 
 
 @dataclass(frozen=True)
 class Key:
     """One hyperparameter a family understands.
 
-    ``type`` is int, float, str or bool. ``choices`` limits str values. ``low``/``high`` bound
+    ``type`` is int, float, str, bool or :class:`Padding`. ``choices`` limits str values. ``low``/``high`` bound
     numbers (inclusive; ``high_open`` makes ``high`` exclusive). ``inherit`` names a top-level
     key whose value a group element takes when the space does not set the key in the group.
     """
@@ -86,28 +93,65 @@ DENSE = Group({
     "activation": Key(str, "relu", choices=ACTIVATIONS, inherit="activation"),
 }, count_default=1, help="hidden dense layers before the output layer")
 
-CONV_BLOCKS = Group({
+POOL = {
+    "pool_size": Key(int, 2, low=1),
+    "pool_stride": Key(int, 2, low=1),
+    "pool_padding": Key(str, "valid", choices=PADDINGS,
+                        help="'same' keeps ceil(N/stride); 'valid' must fit exactly"),
+}
+
+CONV_UNIT = {
     "filters": Key(int, 16, low=1),
     "kernel_size": Key(int, 3, low=1),
     "stride": Key(int, 1, low=1),
-    "padding": Key(str, "same", choices=PADDINGS),
+    "padding": Key(Padding, "same", help="'same', 'valid' or zero pixels per side (2)"),
     "activation": Key(str, "relu", choices=ACTIVATIONS, inherit="activation"),
-    "pooling": Key(str, "max", choices=POOLINGS),
-    "pool_size": Key(int, 2, low=1),
-    "pool_stride": Key(int, 2, low=1),
-}, count_default=2, count_low=1, help="conv -> activation -> pooling blocks")
+}
+
+CONV_BLOCKS = Group({**CONV_UNIT, "pooling": Key(str, "max", choices=POOLINGS), **POOL},
+                    count_default=2, count_low=1, help="conv -> activation -> pooling blocks")
+
+STEM_KEYS = {**CONV_UNIT, "pooling": Key(str, "none", choices=POOLINGS), **POOL}
+STEM_HELP = "conv -> activation [-> pooling] layers before the blocks (7x7/2 and 3x3/2 pool...)"
 
 VGG_BLOCKS = Group({
     "filters": Key(int, 16, low=1),
     "convs": Key(int, 2, low=1, help="3x3 'same' convolutions stacked before the pooling"),
     "pooling": Key(str, "max", choices=POOLINGS),
-}, count_default=2, count_low=1, help="stacked 3x3 convolutions then 2x2 pooling")
+    **POOL,
+}, count_default=2, count_low=1, help="stages of stacked 3x3 convolutions, then pooling")
 
 RESNET_BLOCKS = Group({
     "filters": Key(int, 16, low=1),
-    "stride": Key(int, 1, low=1, help="stride of the block's first conv; a 1x1 projection "
-                                      "shortcut is used when the shape changes"),
-}, count_default=2, count_low=1, help="residual blocks of two 3x3 convolutions")
+    "stride": Key(int, 1, low=1, help="stride of the stage's first conv; a 1x1 projection "
+                                      "shortcut is used where the shape changes"),
+    "repeat": Key(int, 1, low=1, help="basic residual blocks in the stage (ResNet-18: 2 each)"),
+}, count_default=2, count_low=1, help="stages of residual blocks of two 3x3 convolutions")
+
+INCEPTION_MODULES = Group({
+    "b1x1": Key(int, 16, low=1, help="1x1 branch filters"),
+    "b3x3_reduce": Key(int, 16, low=1, help="1x1 reduction before the 3x3 branch"),
+    "b3x3": Key(int, 24, low=1),
+    "b5x5_reduce": Key(int, 4, low=1, help="1x1 reduction before the 5x5 branch"),
+    "b5x5": Key(int, 8, low=1),
+    "b5x5_kernel": Key(int, 5, low=1, help="the 5x5 branch's kernel (torchvision's GoogLeNet "
+                                           "uses 3)"),
+    "pool_proj": Key(int, 8, low=1, help="1x1 projection after the branch's 3x3/1 max pool"),
+    "pooling": Key(str, "none", choices=POOLINGS, help="pooling after the module"),
+    "pool_size": Key(int, 3, low=1),
+    "pool_stride": Key(int, 2, low=1),
+    "pool_padding": Key(str, "same", choices=PADDINGS),
+}, count_default=2, count_low=1,
+    help="GoogLeNet modules: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | pool -> 1x1, concatenated")
+
+
+def conv_keys(head: str) -> dict[str, Key]:
+    """The keys every convolutional family shares: the network's, bias, width, head."""
+    return {**NETWORK,
+            "bias": Key(bool, True, help="conv layers add a bias (off where batch norm follows)"),
+            "width": Key(float, 1.0, low=0.0, help="multiplies the filters of every conv layer"),
+            "head": Key(str, head, choices=HEADS, help="how the last feature map becomes a "
+                                                      "vector: flatten or global average pool")}
 
 
 @dataclass(frozen=True)
@@ -130,13 +174,22 @@ FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (
             help="Wx + b on the flattened image"),
     _schema("softmax", {}, {}, help="one dense softmax layer on the flattened image"),
     _schema("mlp", NETWORK, {"dense": DENSE}, help="the two-layer network (hidden dense layers)"),
-    _schema("cnn", NETWORK, {"blocks": CONV_BLOCKS, "dense": DENSE},
-            help="LeNet-style conv -> activation -> pooling blocks, then dense layers"),
-    _schema("vgg", NETWORK, {"blocks": VGG_BLOCKS, "dense": DENSE},
-            help="VGG-style blocks of stacked 3x3 convolutions"),
-    _schema("resnet", {**NETWORK, "stem_filters": Key(int, 16, low=1)},
-            {"blocks": RESNET_BLOCKS, "dense": Group(DENSE.keys, count_default=0)},
-            help="residual blocks with projection shortcuts, global average pooling"),
+    _schema("cnn", conv_keys("flatten"),
+            {"stem": Group(STEM_KEYS, count_default=0, help=STEM_HELP), "blocks": CONV_BLOCKS,
+             "dense": DENSE},
+            help="LeNet/AlexNet-style conv -> activation -> pooling blocks, then dense layers"),
+    _schema("vgg", conv_keys("flatten"),
+            {"stem": Group(STEM_KEYS, count_default=0, help=STEM_HELP), "blocks": VGG_BLOCKS,
+             "dense": DENSE},
+            help="VGG-style stages of stacked 3x3 convolutions"),
+    _schema("resnet", conv_keys("global_avg"),
+            {"stem": Group(STEM_KEYS, count_default=1, help=STEM_HELP), "blocks": RESNET_BLOCKS,
+             "dense": Group(DENSE.keys, count_default=0)},
+            help="stages of residual blocks with projection shortcuts"),
+    _schema("inception", conv_keys("global_avg"),
+            {"stem": Group(STEM_KEYS, count_default=1, help=STEM_HELP),
+             "modules": INCEPTION_MODULES, "dense": Group(DENSE.keys, count_default=0)},
+            help="GoogLeNet: a stem, inception modules with pooling between them"),
     _schema("colour", {**NETWORK, "colours": Key(int, 2, low=1, help="k most frequent colours"),
                        "levels": Key(int, 4, low=2, help="levels per RGB channel (4 -> 64)")},
             {"dense": Group(DENSE.keys, count_default=1)}, features=True,

@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from tunetrack.errors import allowed_list, did_you_mean
-from tunetrack.space.catalog import Key
+from tunetrack.space.catalog import Key, Padding
 
 KINDS = ("int", "float", "choice", "bool", "fixed")
 _OPTIONS = {"int": ("step", "log", "default"), "float": ("step", "log", "default"),
             "choice": ("default",), "bool": ("default",), "fixed": ("default",)}
-_TYPE_NAMES = {int: "an int", float: "a float", str: "a str", bool: "a bool"}
+_TYPE_NAMES = {int: "an int", float: "a float", str: "a str", bool: "a bool",
+               Padding: "'same', 'valid' or a whole number of pixels >= 0"}
 _HINTS = {int: "{int: [min, max]}, {choice: [...]} or a plain int",
           float: "{float: [min, max]}, {choice: [...]} or a plain number",
-          str: "{choice: [...]} or a plain value", bool: "{bool: default} or a plain true/false"}
+          str: "{choice: [...]} or a plain value", bool: "{bool: default} or a plain true/false",
+          Padding: "same, valid, a number of pixels (2) or {choice: [...]}"}
 # The catalog has no ``low_open``: these keys must be strictly above their ``low``.
-LOW_OPEN = frozenset({"learning_rate"})
+LOW_OPEN = frozenset({"learning_rate", "width"})
 _NUMBER = re.compile(r"[+-]?(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
               "false": False, "no": False, "off": False, "0": False}
@@ -58,6 +60,8 @@ def coerce(type_: type, value: object) -> tuple[bool, Any]:
         if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
             return True, _BOOL_TEXT[value.strip().lower()]
         return False, None
+    if type_ is Padding:
+        return _padding(value)
     if type_ is str:
         return (True, value) if isinstance(value, str) else (False, None)
     n = number(value)
@@ -68,6 +72,16 @@ def coerce(type_: type, value: object) -> tuple[bool, Any]:
             return False, None
         return True, int(n)
     return True, tidy(float(n))
+
+
+def _padding(value: object) -> tuple[bool, Any]:
+    """``'same'``/``'valid'``, or pixels as text: ``2`` and ``'2'`` both give ``'2'``."""
+    if isinstance(value, str) and value in ("same", "valid"):
+        return True, value
+    n = number(value)
+    if n is None or (isinstance(n, float) and not n.is_integer()) or n < 0:
+        return False, None
+    return True, str(int(n))
 
 
 def tidy(x: float) -> float:

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 
 from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
 from tunetrack.space import catalog
+from tunetrack.space._groups import Growth, element_dim, growth_name
 from tunetrack.space.dims import Dim, bounds_problem, coerce, tidy, type_problem
 from tunetrack.space.parse import Constraints, Group, count_key, parse_document
 from tunetrack.space.yamlio import Document, Key, load_yaml
@@ -28,7 +29,8 @@ from tunetrack.space.yamlio import Document, Key, load_yaml
 __all__ = ["Constraints", "Space", "load_space", "space_from_document"]
 
 _SET = "--set"  # the "file" of problems found in ``override`` assignments
-_Where: TypeAlias = tuple[str | None, int | None, str]  # (group, element index, key) of a name
+# (group, element index, key) of a name; index 0 names a growth rule's start
+_Where: TypeAlias = tuple[str | None, int | None, str]
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,12 @@ class Space:
     """A validated search space of one family. Build it with :func:`load_space`."""
 
     def __init__(self, *, path: str, family: str, description: str,
-                 constraints: Constraints, top: dict[str, Dim], groups: dict[str, Group]) -> None:
+                 constraints: Constraints, top: dict[str, Dim], groups: dict[str, Group],
+                 input_shape: tuple[int, int, int] | None = None,
+                 classes: int | None = None) -> None:
         self.path, self.family, self.description = path, family, description
         self.constraints = constraints
+        self.input_shape, self.classes = input_shape, classes
         self._schema = catalog.FAMILIES[family]
         self._top, self._groups = top, groups
         self._params = self._build_params()
@@ -65,10 +70,14 @@ class Space:
             g = self._groups[gname]
             if g.count_set:
                 params.append(_Param(gname, g.count))
+            params += [_Param(growth_name(gname, k), spec.start)
+                       for k, spec in g.keys.items() if isinstance(spec, Growth)]
             for i in range(1, max(g.counts) + 1):
                 when = None if i <= min(g.counts) else tuple(c for c in g.counts if c >= i)
-                params += [_Param(catalog.element_name(gname, i, k), g.keys[k], gname, when)
-                           for k in group.keys if k in g.keys]
+                for k in group.keys:
+                    dim = element_dim(g.keys[k], i) if k in g.keys else None
+                    if dim is not None:
+                        params.append(_Param(catalog.element_name(gname, i, k), dim, gname, when))
         return params
 
     # -- the candidate --------------------------------------------------------------------
@@ -128,11 +137,18 @@ class Space:
         for gname, group in self._schema.groups.items():
             g = self._groups[gname]
             count = out[gname] = take(gname, count_key(group), g.count.default)
+            starts = {k: take(growth_name(gname, k), group.keys[k], spec.start.default)
+                      for k, spec in g.keys.items() if isinstance(spec, Growth)}
+            out.update({growth_name(gname, k): v for k, v in starts.items()})
             for i in range(1, (count or 0) + 1):
                 for k, key in group.keys.items():
                     name = catalog.element_name(gname, i, k)
-                    if k in g.keys:
-                        out[name] = take(name, key, g.keys[k].default)
+                    spec = g.keys.get(k)
+                    if isinstance(spec, Growth):  # derived: a value given for it is ignored
+                        out[name] = spec.value(int(starts[k]), i)
+                    elif spec is not None:
+                        dim = element_dim(spec, i)
+                        out[name] = take(name, key, dim.default if dim else key.default)
                     elif key.inherit:
                         out[name] = out.get(key.inherit, key.default)
                     else:
@@ -178,7 +194,7 @@ class Space:
                 continue
             values[name] = value
             gname, index, _ = where
-            if gname is not None and index is not None:
+            if gname is not None and index:
                 elements.append((name, gname, index))
         for name, gname, index in elements:
             if index > values[gname]:
@@ -191,14 +207,23 @@ class Space:
 
     def _check_assignment(self, name: str, where: _Where, text: Any) -> tuple[str | None, Any]:
         gname, index, k = where
+        dim: Dim | None
         if gname is None:
             key, dim = self._schema.keys[k], self._top.get(k)
         elif index is None:
             g = self._groups[gname]
             key, dim = count_key(self._schema.groups[gname]), g.count if g.count_set else None
         else:
-            key, dim = self._schema.groups[gname].keys[k], self._groups[gname].keys.get(k)
-            if dim is None and key.inherit:
+            key = self._schema.groups[gname].keys[k]
+            spec = self._groups[gname].keys.get(k)
+            if isinstance(spec, Growth):
+                if index != 0:
+                    return (f"{name} follows the growth rule {gname}.{k} "
+                            f"{spec.describe()}; set {growth_name(gname, k)}=... instead"), None
+                dim = spec.start
+            else:
+                dim = element_dim(spec, index) if spec is not None else None
+            if spec is None and key.inherit:
                 return (f"{name} follows {key.inherit!r} in this space; set "
                         f"{key.inherit}=... instead"), None
         allowed = dim.describe() if dim is not None else None
@@ -220,9 +245,13 @@ class Space:
         if name in self._schema.groups:
             return name, None, "count"
         parts = name.split(".")
-        if (len(parts) == 3 and parts[0] in self._schema.groups and parts[1].isdigit()
-                and int(parts[1]) >= 1 and parts[2] in self._schema.groups[parts[0]].keys):
-            return parts[0], int(parts[1]), parts[2]
+        if len(parts) != 3 or parts[0] not in self._schema.groups:
+            return None
+        gname, middle, last = parts
+        if middle.isdigit() and int(middle) >= 1 and last in self._schema.groups[gname].keys:
+            return gname, int(middle), last
+        if last == "start" and isinstance(self._groups[gname].keys.get(middle), Growth):
+            return gname, 0, middle
         return None
 
     def _unknown(self, name: str) -> str:
@@ -232,7 +261,10 @@ class Space:
             top = max(self._groups[gname].counts)
             names += [catalog.element_name(gname, i, k) for i in range(1, top + 1)
                       for k in group.keys]
-            patterns += [catalog.element_name(gname, "N", k) for k in group.keys]
+            starts = [growth_name(gname, k) for k, spec in self._groups[gname].keys.items()
+                      if isinstance(spec, Growth)]
+            names += starts
+            patterns += [catalog.element_name(gname, "N", k) for k in group.keys] + starts
         every = allowed_list([*self._schema.keys, *self._schema.groups, *patterns])
         return (f"unknown hyperparameter {name!r}{did_you_mean(name, names)}; family "
                 f"{self.family!r} has {every}")

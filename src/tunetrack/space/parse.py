@@ -11,26 +11,15 @@ from typing import Any
 from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
 from tunetrack.space import catalog
 from tunetrack.space._config import Constraints
-from tunetrack.space.dims import KINDS, Dim, Report, coerce, parse_dim
+from tunetrack.space._groups import Group, count_key, parse_group
+from tunetrack.space.dims import Dim, Report, coerce, parse_dim
 from tunetrack.space.yamlio import Document, Key
 
 __all__ = ["Constraints", "Group", "Problems", "count_key", "parse_document", "read_constraints"]
 
-RESERVED = ("family", "description", "constraints")
-
-
-@dataclass(frozen=True)
-class Group:
-    """A group as the space sets it; ``counts`` lists every count the space can give."""
-
-    count: Dim
-    count_set: bool
-    keys: dict[str, Dim]
-    counts: tuple[int, ...]
-
-
-def count_key(group: catalog.Group) -> catalog.Key:
-    return catalog.Key(int, group.count_default, low=group.count_low)
+# Keys of the file itself, not hyperparameters. ``input_shape`` and ``classes`` are what the
+# space is written for (a preset's published input); ``tunetrack plan`` uses them by default.
+RESERVED = ("family", "description", "constraints", "input_shape", "classes")
 
 
 class Problems:
@@ -75,7 +64,7 @@ def parse_document(doc: Document, at: Key = ()) -> dict[str, Any]:
                 if dim is not None:
                     top[k] = dim
             elif k in schema.groups:
-                parsed = parse_group(k, raw, schema.groups[k], problems)
+                parsed = parse_group(k, raw, schema.groups[k], problems.reporter)
                 if parsed is not None:
                     groups[k] = parsed
             else:
@@ -84,10 +73,35 @@ def parse_document(doc: Document, at: Key = ()) -> dict[str, Any]:
             if gname not in groups and gname not in data:
                 count = Dim("fixed", int, group.count_default, values=(group.count_default,))
                 groups[gname] = Group(count, False, {}, (group.count_default,))
+    input_shape, classes = parse_input(data, problems)
     if problems.items:
         raise SpaceError("invalid space", file=doc.path, problems=problems.items)
     return {"family": family, "description": description, "constraints": constraints,
-            "top": top, "groups": groups}
+            "top": top, "groups": groups, "input_shape": input_shape, "classes": classes}
+
+
+def parse_input(data: dict[str, Any], problems: Problems
+                ) -> tuple[tuple[int, int, int] | None, int | None]:
+    """``input_shape: [H, W, C]`` and ``classes: N``, both optional."""
+    shape, classes = data.get("input_shape"), data.get("classes")
+    if shape is not None:
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(coerce(int, v)[0] and coerce(int, v)[1] >= 1 for v in shape)):
+            problems.add(("input_shape",), "input_shape",
+                         f"expected [height, width, channels] of positive integers, but got "
+                         f"{shape!r}")
+            shape = None
+        else:
+            shape = tuple(int(v) for v in shape)
+    if classes is not None:
+        ok, n = coerce(int, classes)
+        if not ok or n < 2:
+            problems.add(("classes",), "classes",
+                         f"expected a whole number of classes >= 2, but got {classes!r}")
+            classes = None
+        else:
+            classes = n
+    return shape, classes
 
 
 def parse_family(data: dict, problems: Problems) -> str | None:
@@ -114,45 +128,6 @@ def unknown_key(k: Any, family: str, schema: catalog.FamilySchema) -> str:
         return (f"family {family!r} has no key {k!r} (it applies to {', '.join(others)})"
                 f"{did_you_mean(k, allowed)}; allowed: {allowed_list(allowed)}")
     return f"unknown key {k!r}{did_you_mean(k, allowed)}; allowed: {allowed_list(allowed)}"
-
-
-def parse_group(gname: str, raw: Any, group: catalog.Group, problems: Problems) -> Group | None:
-    """A group is a mapping of ``count`` and element keys, or just its count (``dense: 0``)."""
-    note = f" (the minimum count of group {gname!r})"
-    if not isinstance(raw, dict):
-        raw = {"count": raw}
-        report = problems.reporter((gname,), f"{gname}.count")
-    else:
-        report = problems.reporter((gname, "count"), f"{gname}.count")
-    count = None
-    keys: dict[str, Dim] = {}
-    ok = True
-    for k, value in raw.items():
-        if k == "count":
-            count = parse_dim(value, count_key(group), "count", report, note)
-            ok &= count is not None
-        elif k in group.keys:
-            dim = parse_dim(value, group.keys[k], str(k),
-                            problems.reporter((gname, k), f"{gname}.{k}"))
-            if dim is None:
-                ok = False
-            else:
-                keys[k] = dim
-        else:
-            allowed = ("count", *group.keys)
-            hint = f"; write count: {{{k}: ...}} for the number of elements" if k in KINDS else ""
-            problems.add((gname, k), f"{gname}.{k}", f"unknown key {k!r} in group {gname!r}"
-                         f"{did_you_mean(k, allowed)}; allowed: {allowed_list(allowed)}{hint}")
-            ok = False
-    if not ok:
-        return None
-    count_set = count is not None
-    if count is None:
-        count = Dim("fixed", int, group.count_default, values=(group.count_default,))
-    counts = count.finite_values()
-    if counts is None:  # pragma: no cover - a count is an int, so its values are finite
-        raise AssertionError(f"group {gname!r}: count {count} has no finite values")
-    return Group(count, count_set, keys, tuple(sorted(counts)))
 
 
 def parse_constraints(raw: Any, problems: Problems) -> Constraints:

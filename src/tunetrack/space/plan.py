@@ -47,43 +47,78 @@ def _count(value: float) -> str:
 # --- families -------------------------------------------------------------------------------
 
 def _cnn(p: Planner) -> None:
-    cand = p.cand
-    for i in range(1, cand.count("blocks") + 1):
-        b = {key: cand.element("blocks", i, key) for key in FAMILIES["cnn"].groups["blocks"].keys}
-        p.conv_unit(f"blocks.{i}", "", int(b["filters"]), int(b["kernel_size"]),
-                    int(b["stride"]), str(b["padding"]), str(b["activation"]))
-        if b["pooling"] != "none":
-            p.pool(f"blocks.{i}.pool", str(b["pooling"]), int(b["pool_size"]),
-                   int(b["pool_stride"]))
+    p.stem()
+    for i in range(1, p.cand.count("blocks") + 1):
+        p.conv_block("blocks", i)
 
 
 def _vgg(p: Planner) -> None:
     cand, act = p.cand, str(p.cand.get("activation"))
+    p.stem()
     for i in range(1, cand.count("blocks") + 1):
-        filters = int(cand.element("blocks", i, "filters"))
-        for j in range(1, int(cand.element("blocks", i, "convs")) + 1):
-            p.conv_unit(f"blocks.{i}", str(j), filters, 3, 1, "same", act)
-        pooling = str(cand.element("blocks", i, "pooling"))
-        if pooling != "none":
-            p.pool(f"blocks.{i}.pool", pooling, 2, 2)
+        def key(k: str, i: int = i) -> Any:
+            return cand.element("blocks", i, k)
+
+        for j in range(1, int(key("convs")) + 1):
+            p.conv_unit(f"blocks.{i}", str(j), int(key("filters")), 3, 1, "same", act)
+        if key("pooling") != "none":
+            p.pool(f"blocks.{i}.pool", str(key("pooling")), int(key("pool_size")),
+                   int(key("pool_stride")), str(key("pool_padding")))
+
+
+def _residual_block(p: Planner, prefix: str, x: str, filters: int, stride: int,
+                    act: str) -> str:
+    """Two 3×3 conv units and a shortcut (a 1×1 projection where the shape changes)."""
+    p.conv_unit(prefix, "1", filters, 3, stride, "same", act, src=x)
+    main = p.conv_unit(prefix, "2", filters, 3, 1, "same", None)
+    shortcut = x
+    if stride != 1 or p.shapes[x][2] != p.shapes[main][2]:
+        shortcut = p.conv(f"{prefix}.shortcut", p.shapes[main][2], 1, stride, "same", src=x)
+        if p.cand.network("batch_norm", False):
+            shortcut = p.batch_norm(f"{prefix}.shortcut_bn")
+    p.add(f"{prefix}.add", main, shortcut)
+    return p.activation(f"{prefix}.act", act)
 
 
 def _resnet(p: Planner) -> None:
+    """Stages of basic blocks; a stage's first block takes its stride (torchvision's layout).
+    A stage of one block is named ``blocks.i``, of several ``blocks.i.j``."""
     cand, act = p.cand, str(p.cand.get("activation"))
-    x = p.conv_unit("stem", "", int(cand.get("stem_filters")), 3, 1, "same", act)
+    x = p.stem()
     for i in range(1, cand.count("blocks") + 1):
         filters, stride = int(cand.element("blocks", i, "filters")), int(
             cand.element("blocks", i, "stride"))
-        p.conv_unit(f"blocks.{i}", "1", filters, 3, stride, "same", act, src=x)
-        main = p.conv_unit(f"blocks.{i}", "2", filters, 3, 1, "same", None)
-        shortcut = x
-        if stride != 1 or p.shapes[x][2] != filters:
-            shortcut = p.conv(f"blocks.{i}.shortcut", filters, 1, stride, "same", src=x)
-            if cand.network("batch_norm", False):
-                shortcut = p.batch_norm(f"blocks.{i}.shortcut_bn")
-        p.add(f"blocks.{i}.add", main, shortcut)
-        x = p.activation(f"blocks.{i}.act", act)
-    p.global_avg_pool()
+        repeat = int(cand.element("blocks", i, "repeat"))
+        for j in range(1, repeat + 1):
+            prefix = f"blocks.{i}" if repeat == 1 else f"blocks.{i}.{j}"
+            x = _residual_block(p, prefix, x, filters, stride if j == 1 else 1, act)
+
+
+def _inception(p: Planner) -> None:
+    """GoogLeNet (v1): a stem, then modules of four branches concatenated, each module
+    optionally followed by a pooling layer."""
+    cand, act = p.cand, str(p.cand.get("activation"))
+    x = p.stem()
+    for i in range(1, cand.count("modules") + 1):
+        def key(k: str, i: int = i) -> int:
+            return int(cand.element("modules", i, k))
+
+        m = f"modules.{i}"
+        b1 = p.conv_unit(f"{m}.b1", "", key("b1x1"), 1, 1, "same", act, src=x)
+        p.conv_unit(f"{m}.b2", "_reduce", key("b3x3_reduce"), 1, 1, "same", act, src=x)
+        b2 = p.conv_unit(f"{m}.b2", "", key("b3x3"), 3, 1, "same", act)
+        p.conv_unit(f"{m}.b3", "_reduce", key("b5x5_reduce"), 1, 1, "same", act, src=x)
+        b3 = p.conv_unit(f"{m}.b3", "", key("b5x5"), key("b5x5_kernel"), 1, "same", act)
+        p.pool(f"{m}.b4.pool", "max", 3, 1, "same", src=x)
+        b4 = p.conv_unit(f"{m}.b4", "", key("pool_proj"), 1, 1, "same", act)
+        x = p.concat(f"{m}.concat", (b1, b2, b3, b4))
+        pooling = str(cand.element("modules", i, "pooling"))
+        if pooling != "none":
+            x = p.pool(f"{m}.pool", pooling, key("pool_size"), key("pool_stride"),
+                       str(cand.element("modules", i, "pool_padding")))
+
+
+_FAMILY_BODIES = {"cnn": _cnn, "vgg": _vgg, "resnet": _resnet, "inception": _inception}
 
 
 def feature_length(family: str, candidate: Mapping[str, Any],
@@ -126,11 +161,9 @@ def plan_layers(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
     p.input(input_shape)
     if not features:
         p.augment()
-    if family in ("cnn", "vgg"):
-        (_cnn if family == "cnn" else _vgg)(p)
-    elif family == "resnet":
-        _resnet(p)
-    p.flatten()
+    if family in _FAMILY_BODIES:
+        _FAMILY_BODIES[family](p)
+    p.features()
     if family in ("linear", "softmax"):
         p.dense("output", num_classes, None if family == "linear" else "softmax")
     else:
