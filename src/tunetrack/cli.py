@@ -57,13 +57,14 @@ def main() -> None:
 @click.option("--experiment", help="MLflow experiment name.")
 @click.option("--data", "data", help="Image folder (one subfolder per class), 'digits' or 'keras:NAME'.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget; the running trial finishes.")
+@click.option("--set", "pins", multiple=True, metavar="KEY=VALUE", help="Fix a hyperparameter for this search (repeatable), e.g. --set width=0.25.")
 @click.option("--resume", "mode", flag_value="resume", help="Continue the interrupted search of this pipeline; refuse if its files or flags changed.")
 @click.option("--new", "mode", flag_value="new", help="Start a new search even if an interrupted one could be resumed.")
 @click.option("--workers", type=click.IntRange(min=0), help="Train on N local worker processes around a chief oracle (0: only remote workers).")
 @click.option("--oracle-address", metavar="HOST:PORT", default="127.0.0.1:0", show_default=True, help="Where the chief serves the oracle (with --workers); 0.0.0.0:PORT lets other hosts join.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final summary.")
 def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
-           oracle_address: str, **flags: Any) -> None:
+           oracle_address: str, pins: tuple[str, ...], **flags: Any) -> None:
     """Run the hyperparameter search described by PIPELINE and track it in MLflow.
 
     \b
@@ -76,11 +77,13 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
     from tunetrack.search.resume import resume_command
     from tunetrack.search.signals import InterruptHandling, interrupt_reason
     from tunetrack.space.pipeline import load_pipeline
+    from tunetrack.space.planning import parse_assignments
 
     # Ctrl-C, SIGTERM or SIGHUP stop the search the same way, even while it is still starting
     # (and with SIGINT ignored, as in a background job).
     with InterruptHandling():
-        loaded = load_pipeline(pipeline).override(**flags)
+        pinned = tuple(parse_assignments(pins).items())
+        loaded = load_pipeline(pipeline).override(**flags, pins=pinned)
         from tunetrack.search.workers import is_worker, run_worker
 
         if is_worker():
@@ -100,7 +103,7 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
                 result = run_search(loaded, reporter=reporter, mode=mode or "auto",
                                     notify=notify)
         except KeyboardInterrupt:
-            again = resume_command(pipeline, {**flags, "workers": workers})
+            again = resume_command(pipeline, {**flags, "set": pins, "workers": workers})
             click.echo(f"search {interrupt_reason()}: the running trial and the search run are "
                        f"marked KILLED in MLflow; resume it with:\n  {again}", err=True)
             sys.exit(130)
@@ -134,12 +137,22 @@ def server(host: str, port: int, backend_store_uri: str | None,
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check pipeline and search-space FILES; print every problem as FILE:LINE: message."""
+    """Check pipeline and search-space FILES; print every problem as FILE:LINE: message.
+
+    A pipeline's data is inspected as the search would load it (no image is decoded) and a
+    sample of its space's candidates is planned on that data: what validate calls ok, search
+    does not refuse before training.
+    """
+    from functools import partial
+
+    from tunetrack.data import inspect_source
     from tunetrack.space.validate import validate_files
 
-    problems = validate_files(files)
-    for problem in problems:
-        click.echo(problem, err=True)
+    notes: list[str] = []  # what could not be checked here (an image folder not present)
+    problems = validate_files(files, inspect_data=partial(inspect_source, absent_ok=True),
+                              notes=notes)
+    for line in notes + problems:
+        click.echo(line, err=True)
     if problems:
         sys.exit(2)
     for file in files:
@@ -152,12 +165,13 @@ def validate(files: tuple[str, ...]) -> None:
               help="Fix one hyperparameter of the candidate (repeatable).")
 @click.option("--sample", type=click.IntRange(min=1), help="Plan N sampled candidates instead of the defaults.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of --sample.")
-@click.option("--input-shape", default="8,8,1", show_default=True, metavar="H,W,C",
-              help="Image shape the candidate is planned for.")
-@click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--input-shape", metavar="H,W,C",
+              help="Image shape to plan for [default: the space's input_shape, else 8,8,1].")
+@click.option("--classes", type=click.IntRange(min=2),
+              help="Number of classes [default: the space's classes, else 10].")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan(s) as JSON.")
 def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed: int,
-         input_shape: str, classes: int, as_json: bool) -> None:
+         input_shape: str | None, classes: int | None, as_json: bool) -> None:
     """Show a candidate's layers, output shapes and parameter counts without training it."""
     from tunetrack.space.planning import plan_command
 

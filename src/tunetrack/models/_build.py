@@ -13,7 +13,6 @@ import keras
 from tunetrack.space.catalog import FAMILIES
 from tunetrack.space.plan import LayerSpec, plan_layers
 
-
 MERGES = ("add", "concat")  # layers that take a list of inputs
 
 

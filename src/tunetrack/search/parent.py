@@ -110,6 +110,8 @@ def search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any
             "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
             "data.validation_split": d.validation_split, "data.test_split": d.test_split,
             "data.num_classes": len(dataset.class_names),
+            **({"pinned": " ".join(f"{k}={v}" for k, v in pipeline.pins)} if pipeline.pins
+               else {}),
             **{f"data.{k}_size": v for k, v in sizes.items()}}
 
 

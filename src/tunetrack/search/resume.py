@@ -53,9 +53,12 @@ def _sha(path: str | Path) -> str:
 
 def effective_overrides(pipeline: Pipeline) -> dict[str, Any]:
     """The values a flag can change that decide which trials run."""
-    return {"tuner": pipeline.tuner.kind, "max_trials": pipeline.tuner.max_trials,
-            "epochs": pipeline.training.epochs, "seed": pipeline.tuner.seed,
-            "data": pipeline.data.source}
+    out: dict[str, Any] = {"tuner": pipeline.tuner.kind, "max_trials": pipeline.tuner.max_trials,
+                           "epochs": pipeline.training.epochs, "seed": pipeline.tuner.seed,
+                           "data": pipeline.data.source}
+    if pipeline.pins:  # only when given, so the keys of searches without --set stay the same
+        out["set"] = [f"{k}={v}" for k, v in pipeline.pins]
+    return out
 
 
 def snapshot(pipeline: Pipeline) -> dict[str, str]:
@@ -258,9 +261,10 @@ def resume_command(pipeline_arg: str, flags: dict[str, Any]) -> str:
 
     words = ["tunetrack", "search", pipeline_arg]
     for name, value in flags.items():
-        if value is None or value is False:
+        if value is None or value is False or value == ():
             continue
-        words.append(f"--{name.replace('_', '-')}")
-        if value is not True:
-            words.append(str(value))
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            words.append(f"--{name.replace('_', '-')}")
+            if item is not True:
+                words.append(str(item))
     return shlex.join([*words, "--resume"])

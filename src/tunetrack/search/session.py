@@ -37,6 +37,8 @@ def prepare(pipeline: Pipeline) -> tuple[Any, Any]:
     from tunetrack.space.language import load_space
 
     space = load_space(pipeline.space)
+    if pipeline.pins:
+        space = space.pinned(dict(pipeline.pins))
     if pipeline.tuner.kind == "grid" and (why := space.grid_ready()):
         from tunetrack.errors import SpaceError
 

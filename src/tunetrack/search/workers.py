@@ -79,7 +79,8 @@ def worker_command(pipeline: Pipeline) -> list[str]:
     return [sys.executable, "-m", "tunetrack.cli", "search", pipeline.path,
             "--space", pipeline.space, "--tuner", t.kind, "--max-trials", str(t.max_trials),
             "--epochs", str(pipeline.training.epochs), "--seed", str(t.seed),
-            "--experiment", pipeline.experiment, "--data", pipeline.data.source]
+            "--experiment", pipeline.experiment, "--data", pipeline.data.source,
+            *[word for k, v in pipeline.pins for word in ("--set", f"{k}={v}")]]
 
 
 def worker_env(index: int, address: tuple[str, int], parent: str, uri: str, count: int,

@@ -33,9 +33,10 @@ class Padding(str):
 class Key:
     """One hyperparameter a family understands.
 
-    ``type`` is int, float, str, bool or :class:`Padding`. ``choices`` limits str values. ``low``/``high`` bound
-    numbers (inclusive; ``high_open`` makes ``high`` exclusive). ``inherit`` names a top-level
-    key whose value a group element takes when the space does not set the key in the group.
+    ``type`` is int, float, str, bool or :class:`Padding`. ``choices`` limits str values.
+    ``low``/``high`` bound numbers (inclusive; ``high_open`` makes ``high`` exclusive).
+    ``inherit`` names a top-level key whose value a group element takes when the space does
+    not set the key in the group.
     """
 
     type: type

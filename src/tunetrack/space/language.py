@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
 from tunetrack.space import catalog
-from tunetrack.space._groups import Growth, element_dim, growth_name
+from tunetrack.space._groups import Growth, Spec, element_dim, growth_name
 from tunetrack.space.dims import Dim, bounds_problem, coerce, tidy, type_problem
 from tunetrack.space.parse import Constraints, Group, count_key, parse_document
 from tunetrack.space.yamlio import Document, Key, load_yaml
@@ -53,6 +53,7 @@ class Space:
         self.path, self.family, self.description = path, family, description
         self.constraints = constraints
         self.input_shape, self.classes = input_shape, classes
+        self.pins: dict[str, str] = {}  # what --set fixed (see pinned)
         self._schema = catalog.FAMILIES[family]
         self._top, self._groups = top, groups
         self._params = self._build_params()
@@ -173,6 +174,55 @@ class Space:
         return "; ".join(reasons.values()) or None
 
     # -- --set ----------------------------------------------------------------------------
+    def pinned(self, assignments: Mapping[str, Any]) -> Space:
+        """This space with hyperparameters fixed (``tunetrack search --set KEY=VALUE``).
+
+        A pinned key is no longer searched; its value must be one the space can produce, as
+        for :meth:`override`. An element key (``blocks.3.filters``) is pinned for that element
+        whenever it is active; a growth rule is pinned through its start.
+        """
+        top, groups = dict(self._top), dict(self._groups)
+        problems: list[ConfigError] = []
+        for name, text in assignments.items():
+            where = self._locate(name)
+            if where is None:
+                problems.append(SpaceError(self._unknown(name), file=_SET, key=name))
+                continue
+            why, value = self._check_assignment(name, where, text)
+            if why is not None:
+                problems.append(SpaceError(why, file=_SET, key=name))
+                continue
+            gname, index, k = where
+            if gname is None:
+                key = self._schema.keys[k]
+                top[k] = Dim("fixed", key.type, value, values=(value,))
+                continue
+            g, group = groups[gname], self._schema.groups[gname]
+            if index is None:
+                count = int(value)
+                groups[gname] = replace(g, count=Dim("fixed", int, count, values=(count,)),
+                                        count_set=True, counts=(count,))
+                continue
+            key = group.keys[k]
+            fixed = Dim("fixed", key.type, value, values=(value,))
+            spec = g.keys.get(k)
+            if isinstance(spec, Growth):
+                new: Spec = replace(spec, start=fixed)
+            else:
+                default = Dim("fixed", key.type, key.default, values=(key.default,))
+                per = [element_dim(spec, i) or default if spec is not None else default
+                       for i in range(1, max(g.counts) + 1)]
+                per[index - 1] = fixed
+                new = tuple(per)
+            groups[gname] = replace(g, keys={**g.keys, k: new})
+        if problems:
+            raise SpaceError("invalid --set", file=_SET, problems=problems)
+        space = Space(path=self.path, family=self.family, description=self.description,
+                      constraints=self.constraints, top=top, groups=groups,
+                      input_shape=self.input_shape, classes=self.classes)
+        space.pins = {**self.pins, **{k: str(v) for k, v in assignments.items()}}
+        return space
+
     def override(self, candidate: Mapping[str, Any], assignments: Mapping[str, Any]
                  ) -> dict[str, Any]:
         """``candidate`` with ``tunetrack plan --set KEY=VALUE`` assignments applied.

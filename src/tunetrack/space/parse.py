@@ -5,7 +5,7 @@ Every problem is collected with the line of its key, so a file is fixed in one p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from tunetrack.errors import ConfigError, SpaceError, allowed_list, did_you_mean
