@@ -16,7 +16,8 @@ import gc
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +48,21 @@ def prepare(pipeline: Pipeline) -> tuple[Any, Any]:
     return space, load_dataset(pipeline.data)
 
 
+@contextmanager
+def frozen_gc() -> Iterator[None]:
+    """The objects alive now (TensorFlow, MLflow, pandas...) moved out of the collector's reach.
+
+    keras-tuner runs ``gc.collect()`` before every trial's build; with those libraries loaded
+    that walks millions of long-lived objects, ~1.3 s a trial (measured). Each trial's own
+    garbage is still freed. Undone on exit.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -68,7 +84,7 @@ class SearchSession:
         self.status: RunStatus = RunStatus.FINISHED
         self.failure: str | None = None
         self.result: SearchResult | None = None
-        self._gc_frozen = False
+        self._undo = ExitStack()  # what build_tuner changed in the process
 
     # -- open ----------------------------------------------------------------------------------
     def __enter__(self) -> SearchSession:
@@ -106,12 +122,7 @@ class SearchSession:
         tuner = build_tuner(self.runner, self.directory, overwrite=not reload)
         parent.mark_tuner_state(self.opened)
         self.signals.install()  # again: importing TensorFlow or MLflow may have replaced it
-        # keras-tuner runs gc.collect() before every trial's build. With TensorFlow, MLflow and
-        # pandas loaded that walks millions of long-lived objects: ~1.3 s a trial, measured.
-        # Freezing them moves them out of the collector's reach (each trial's garbage is still
-        # freed); the session unfreezes them when it closes.
-        gc.freeze()
-        self._gc_frozen = True
+        self._undo.enter_context(frozen_gc())
         return tuner
 
     def fail(self, reason: str) -> None:
@@ -129,9 +140,7 @@ class SearchSession:
         try:
             self._record()
         finally:
-            if self._gc_frozen:
-                gc.unfreeze()
-                self._gc_frozen = False
+            self._undo.close()
             self.signals.restore()
 
     def _record(self) -> None:

@@ -43,7 +43,7 @@ from tunetrack.search import _keras_tuner as kt_internal
 from tunetrack.search import resume
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import SearchResult, TrialRecord
-from tunetrack.search.session import SearchSession, aborted, prepare
+from tunetrack.search.session import SearchSession, aborted, frozen_gc, prepare
 from tunetrack.search.signals import InterruptHandling, check_interrupted, interrupt_reason
 from tunetrack.search.trial import TrialRunner
 from tunetrack.space.pipeline import Pipeline
@@ -226,7 +226,8 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
             tuner = build_tuner(runner, directory, overwrite=True)
             signals.install()  # again, after TensorFlow and MLflow are imported
             runner.warm_up()
-            tuner.search(epochs=pipeline.training.epochs, verbose=0)
+            with frozen_gc():
+                tuner.search(epochs=pipeline.training.epochs, verbose=0)
         except KeyboardInterrupt:
             reason = f"{interrupt_reason()}: worker {tuner_id} was stopped"
             return 130
