@@ -182,17 +182,8 @@ class Space:
         whenever it is active; a growth rule is pinned through its start.
         """
         top, groups = dict(self._top), dict(self._groups)
-        problems: list[ConfigError] = []
-        for name, text in assignments.items():
-            where = self._locate(name)
-            if where is None:
-                problems.append(SpaceError(self._unknown(name), file=_SET, key=name))
-                continue
-            why, value = self._check_assignment(name, where, text)
-            if why is not None:
-                problems.append(SpaceError(why, file=_SET, key=name))
-                continue
-            gname, index, k = where
+        checked, problems = self._checked(assignments)
+        for name, (gname, index, k), value in checked:
             if gname is None:
                 key = self._schema.keys[k]
                 top[k] = Dim("fixed", key.type, value, values=(value,))
@@ -231,19 +222,10 @@ class Space:
         the space omits: any value the catalog allows).
         """
         values = dict(self.complete(candidate))
-        problems: list[ConfigError] = []
         elements: list[tuple[str, str, int]] = []
-        for name, text in assignments.items():
-            where = self._locate(name)
-            if where is None:
-                problems.append(SpaceError(self._unknown(name), file=_SET, key=name))
-                continue
-            why, value = self._check_assignment(name, where, text)
-            if why is not None:
-                problems.append(SpaceError(why, file=_SET, key=name))
-                continue
+        checked, problems = self._checked(assignments)
+        for name, (gname, index, _), value in checked:
             values[name] = value
-            gname, index, _ = where
             if gname is not None and index:
                 elements.append((name, gname, index))
         for name, gname, index in elements:
@@ -254,6 +236,24 @@ class Space:
         if problems:
             raise SpaceError("invalid --set", file=_SET, problems=problems)
         return self.complete(values)
+
+    def _checked(self, assignments: Mapping[str, Any]
+                 ) -> tuple[list[tuple[str, _Where, Any]], list[ConfigError]]:
+        """``(name, where, value)`` of each assignment that is valid, and a problem for each
+        one that is not."""
+        checked: list[tuple[str, _Where, Any]] = []
+        problems: list[ConfigError] = []
+        for name, text in assignments.items():
+            where = self._locate(name)
+            if where is None:
+                problems.append(SpaceError(self._unknown(name), file=_SET, key=name))
+                continue
+            why, value = self._check_assignment(name, where, text)
+            if why is not None:
+                problems.append(SpaceError(why, file=_SET, key=name))
+                continue
+            checked.append((name, where, value))
+        return checked, problems
 
     def _check_assignment(self, name: str, where: _Where, text: Any) -> tuple[str | None, Any]:
         gname, index, k = where
