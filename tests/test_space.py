@@ -75,6 +75,9 @@ def active_keys(space: Space, candidate: dict) -> set[str]:
     for g, group in schema.groups.items():
         keys |= {catalog.element_name(g, i, k) for i in range(1, candidate[g] + 1)
                  for k in group.keys}
+        # a growth rule's start is a hyperparameter of the group (blocks.filters.start)
+        keys |= {f"{g}.{k}.start" for k, spec in space._groups[g].keys.items()
+                 if type(spec).__name__ == "Growth"}
     return keys
 
 
@@ -84,10 +87,22 @@ def test_one_shipped_space_per_family() -> None:
     assert (ROOT / "search_spaces" / "digits_cnn.yaml") in SHIPPED
 
 
+def shipped_family(path: Path) -> str:
+    """The family a shipped space's name promises: its own name, ``digits_cnn``'s cnn, and for a
+    preset's searchable variant ``X_search.yaml`` the family of ``presets/X.yaml``."""
+    if path.stem == "digits_cnn":
+        return "cnn"
+    if path.stem.endswith("_search"):
+        preset = path.parent / "presets" / f"{path.stem.removesuffix('_search')}.yaml"
+        assert preset.is_file(), f"{path.name} names no preset: {preset} does not exist"
+        return load_space(preset).family
+    return path.stem
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_space_parses(path: Path) -> None:
     space = load_space(path)
-    assert space.family == ("cnn" if path.stem == "digits_cnn" else path.stem)
+    assert space.family == shipped_family(path)
     assert space.searched(), "an example space should search something"
     candidate = space.defaults()
     assert set(candidate) == active_keys(space, candidate)
@@ -299,7 +314,8 @@ def test_element_key_set_in_group_is_searched_per_element(tmp_path: Path) -> Non
 
 
 # -- sample / complete / canonical (properties) ------------------------------------------------
-SPACES = {p.stem: load_space(p) for p in SHIPPED}
+PRESETS = sorted((ROOT / "search_spaces" / "presets").glob("*.yaml"))
+SPACES = {p.stem: load_space(p) for p in [*SHIPPED, *PRESETS]}
 
 
 def check_in_space(space: Space, candidate: dict) -> None:
@@ -310,8 +326,11 @@ def check_in_space(space: Space, candidate: dict) -> None:
     schema = catalog.FAMILIES[space.family]
     for name, value in candidate.items():
         parts = name.split(".")
-        key = (schema.keys.get(name) or (schema.groups[parts[0]].keys[parts[2]] if len(parts) == 3
-                                          else None))
+        if len(parts) == 3:  # blocks.2.filters, or a growth rule's blocks.filters.start
+            group = schema.groups[parts[0]].keys
+            key = group[parts[1]] if parts[2] == "start" else group[parts[2]]
+        else:
+            key = schema.keys.get(name)
         if key is not None:
             # a padding is text ('same', 'valid', '2'): one type for keras-tuner's Choice
             assert type(value) is (str if key.type is catalog.Padding else key.type), \

@@ -91,6 +91,8 @@ def tidy(x: float) -> float:
 
 def type_problem(key: Key, value: object, what: str = "") -> str:
     allowed = f"; allowed: {allowed_list(key.choices)}" if key.choices else ""
+    if key.type is Padding:
+        allowed = did_you_mean(value, ("same", "valid"))
     return f"{what}expected {_TYPE_NAMES[key.type]}, but got {value!r}{allowed}"
 
 
