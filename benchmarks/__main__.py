@@ -18,7 +18,8 @@ from pathlib import Path
 
 from benchmarks import SIZES, Row
 
-NAMES = ("tracking", "startup", "rejection", "compare", "memory", "quality", "efficiency")
+NAMES = ("tracking", "startup", "rejection", "compare", "memory", "quality", "efficiency",
+         "hostile")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

@@ -76,3 +76,13 @@ def test_report_says_missed_goals_plainly() -> None:
     assert "**tracking: wall** is 2 s (2.00x its baseline); the goal is <= 1.05x bare" in text
     assert "log_trial" in text and "**quality** did not finish" in text and "Boom" in text
     assert "MISSED" in "\n".join(table_lines(rows))
+
+
+def test_hostile_smoke_is_one_line_each() -> None:
+    from benchmarks.bench_hostile import run
+
+    rows = run("smoke")
+    _check(rows, "hostile")
+    assert [r.figure for r in rows] == ["validate: billion laughs",
+                                        "validate: self-referencing alias"]
+    assert all("exit 2" in r.note for r in rows), rows

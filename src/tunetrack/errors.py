@@ -77,6 +77,22 @@ class PromotionRefused(TunetrackError):
     exit_code = 1
 
 
+def shown(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters: a message never echoes a whole file."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[:width - 1]}…"
+
+
+def capped(message: str, *, lines: int = 40, width: int = 500) -> str:
+    """At most ``lines`` lines of at most ``width`` characters: what a user is shown of any
+    error, however large the value it quotes."""
+    rows = message.splitlines() or [""]
+    out = [row if len(row) <= width else f"{row[:width - 1]}…" for row in rows[:lines]]
+    if len(rows) > lines:
+        out.append(f"... and {len(rows) - lines} more lines")
+    return "\n".join(out)
+
+
 def did_you_mean(value: object, allowed: Iterable[object]) -> str:
     """`` (did you mean 'x'?)`` when ``value`` is close to one allowed value, else ``""``."""
     close = get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)

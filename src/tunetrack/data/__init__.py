@@ -16,10 +16,12 @@ from tunetrack.data._checks import min_images_per_class
 from tunetrack.data._dataset import Dataset, DataWarning
 from tunetrack.data._decode import FOLDER_IMAGE_SIZE, IMAGE_EXTENSIONS, load_images
 from tunetrack.data._load import load_dataset
+from tunetrack.data._preflight import SourceInfo, inspect_source
 from tunetrack.data._sources import KERAS_DATASETS
 from tunetrack.space import DataConfig
 
 __all__ = [
     "DEFAULT_CACHE_DIR", "FOLDER_IMAGE_SIZE", "IMAGE_EXTENSIONS", "KERAS_DATASETS", "DataConfig",
-    "DataWarning", "Dataset", "load_dataset", "load_images", "min_images_per_class",
+    "DataWarning", "Dataset", "SourceInfo", "inspect_source", "load_dataset", "load_images",
+    "min_images_per_class",
 ]

@@ -11,9 +11,8 @@ from PIL import Image
 
 from tunetrack.data._splits import split
 from tunetrack.errors import DataError, did_you_mean
-from tunetrack.space import DataConfig
+from tunetrack.space import KERAS_DATASETS, DataConfig
 
-KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 KERAS_CLASSES = {
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -66,14 +65,20 @@ def convert_uint8(x: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray
     return x
 
 
-def load_keras(cfg: DataConfig, size: tuple[int, int] | None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple[int, int]]:
-    """uint8 train and test images with their labels, the colour mode and the image size."""
-    name = cfg.source.split(":", 1)[1]
+def keras_name(source: str) -> str:
+    """``mnist`` for ``keras:mnist``; an unknown name is a :class:`DataError` listing the known."""
+    name = source.split(":", 1)[1]
     if name not in KERAS_DATASETS:
         raise DataError(f"unknown keras dataset {name!r}: allowed are "
                         f"{', '.join('keras:' + n for n in KERAS_DATASETS)}"
                         f"{did_you_mean(name, KERAS_DATASETS)}")
+    return name
+
+
+def load_keras(cfg: DataConfig, size: tuple[int, int] | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple[int, int]]:
+    """uint8 train and test images with their labels, the colour mode and the image size."""
+    name = keras_name(cfg.source)
     try:
         (xa, ya), (xt, yt) = keras_loader(name)
     except Exception as exc:  # noqa: BLE001 - download or file problems

@@ -3,13 +3,20 @@
 :class:`ImageClassifierModel` carries the network(s) and ``preprocessing.json``, so MLflow's own
 scoring server answers with class names. It is logged as models-from-code: a three-line script
 that imports it from ``tunetrack.registry``, so the pyfunc imports tunetrack at load time
-(serve it where tunetrack is installed; ``serve`` uses ``--env-manager local``) and loading
-never unpickles code.
+(serve it where tunetrack is installed) and loading never unpickles code.
+
+A cell is base64 image bytes (optionally a ``data:`` URL). A file path is read only when
+``$TUNETRACK_ALLOW_PATHS`` names a folder (``tunetrack serve --allow-paths DIR``) and the path
+lies inside it; otherwise, and for a path outside it whether or not it exists, the row is
+refused with the same words, so a client cannot learn which files the server has.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
     from mlflow.pyfunc import PythonModelContext
 
+ALLOW_PATHS_ENV = "TUNETRACK_ALLOW_PATHS"
+_SHOWN_ERRORS = 5  # rows named in one error message
 # What the pyfunc needs where it is loaded; versions pinned to what trained it.
 _REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "scikit-image",
                  "tunetrack")
@@ -83,11 +92,47 @@ class ImageClassifierModel(PythonModel):
             column = list(np.asarray(model_input, dtype=object).reshape(-1))
         if self.classifier is None:
             raise MlflowException("the model was not loaded: load_context was not called")
-        out, errors = self.classifier.classify_column(column)
+        cells, errors = admitted(column, os.environ.get(ALLOW_PATHS_ENV) or None)
+        if not errors:
+            out, errors = self.classifier.classify_column(cells)
         if errors:  # a server answers 400 naming the rows; a partial answer would hide them
+            more = len(errors) - _SHOWN_ERRORS
             raise MlflowException(f"{len(errors)} of {len(column)} input(s) are not images: "
-                                  + "; ".join(errors), INVALID_PARAMETER_VALUE)
+                                  + "; ".join(errors[:_SHOWN_ERRORS])
+                                  + (f"; and {more} more" if more > 0 else ""),
+                                  INVALID_PARAMETER_VALUE)
         return out
+
+
+def admitted(column: list[Any], allow_paths: str | None) -> tuple[list[Any], list[str]]:
+    """Each cell as image bytes, or as a file path inside ``allow_paths``; an error line per
+    other row that never repeats the cell (it may be megabytes, or a probe for a file)."""
+    root = os.path.realpath(allow_paths) if allow_paths else None
+    paths = f"a file inside {allow_paths}" if root else \
+        "a file path (paths are off: tunetrack serve --allow-paths DIR)"
+    cells: list[Any] = []
+    errors: list[str] = []
+    for i, value in enumerate(column):
+        if isinstance(value, (bytes, bytearray)):
+            cells.append(bytes(value))
+            continue
+        if not isinstance(value, str) or not value.strip():
+            got = "an empty string" if isinstance(value, str) else type(value).__name__
+            errors.append(f"row {i}: expected base64 image bytes, got {got}")
+            continue
+        text = value.strip()
+        if root is not None and len(text) < 4096:
+            real = os.path.realpath(os.path.join(root, text))
+            if real.startswith(root + os.sep) and os.path.isfile(real):
+                cells.append(real)
+                continue
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        try:
+            cells.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            errors.append(f"row {i}: neither base64-encoded image bytes nor {paths}")
+    return cells, errors
 
 
 def _member_suffixes(artifacts: dict[str, str]) -> list[str]:
@@ -188,5 +233,5 @@ def load_classifier(model_uri: str) -> Classifier:
     return found
 
 
-__all__ = ["ImageClassifierModel", "load_classifier", "log_classifier", "model_info",
-           "pip_requirements"]
+__all__ = ["ALLOW_PATHS_ENV", "ImageClassifierModel", "admitted", "load_classifier",
+           "log_classifier", "model_info", "pip_requirements"]

@@ -11,17 +11,20 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from tunetrack.data import IMAGE_EXTENSIONS
 from tunetrack.errors import DataError, TrackingError, allowed_list
 from tunetrack.registry._classifier import CLASSIFIER, KERAS_MODEL
-from tunetrack.registry._pyfunc import load_classifier, model_info
+from tunetrack.registry._front import DEFAULT_MAX_BODY
+from tunetrack.registry._pyfunc import ALLOW_PATHS_ENV, load_classifier, model_info
 
 FORMATS = ("table", "csv", "json")
 
@@ -93,23 +96,64 @@ def classifier_uri(model_uri: str) -> str:
     return model_uri
 
 
-def serve_command(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
+def serve_command(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
+                  max_body: int = DEFAULT_MAX_BODY, allow_paths: str | Path | None = None
                   ) -> tuple[list[str], dict[str, str]]:
-    """The ``mlflow models serve`` command line and environment for the classifier."""
+    """The scoring server's command line and environment: MLflow's scoring app behind
+    tunetrack's guard (:mod:`tunetrack.registry._front`), on uvicorn."""
     from tunetrack.tracking.store import tracking_uri
 
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = tracking_uri()  # so models:/NAME@alias resolves in our store
-    env["MLFLOW_MODELS_WORKERS"] = str(workers)  # MLflow's default is one worker per CPU
-    bindir = str(Path(sys.executable).parent)  # MLflow starts `uvicorn` from PATH
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", classifier_uri(model_uri),
-            "--env-manager", "local", "-h", host, "-p", str(port)]
+    env.pop(ALLOW_PATHS_ENV, None)
+    if allow_paths is not None:
+        env[ALLOW_PATHS_ENV] = str(Path(allow_paths).resolve())
+    argv = [sys.executable, "-m", "tunetrack.registry._front", classifier_uri(model_uri),
+            "--host", host, "--port", str(port), "--workers", str(workers),
+            "--max-body", str(max_body)]
     return argv, env
 
 
-def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> int:
-    """Run MLflow's scoring server on the classifier until interrupted; returns its exit code.
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even of SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop(signum)
+
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM to the server's process group, SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind by the leader
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
+          max_body: int = DEFAULT_MAX_BODY, allow_paths: str | Path | None = None) -> int:
+    """Run the scoring server on the classifier until stopped; returns its exit code.
 
     The URI is checked first so a wrong one fails here with a clear message. Then::
 
@@ -119,21 +163,37 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
                   \\"data\\": [[\\"$(base64 -w0 digit.png)\\"]]}}"
         # -> {"predictions": [{"class": "3", "probability": 0.97}]}
 
-    A cell that is not an image gets HTTP 400 naming its row. The server also accepts file
-    paths readable by the server process, so keep it on loopback unless that is intended.
+    A cell that is not an image gets HTTP 400 naming its row; bodies over ``max_body`` bytes get
+    413, a missing or unknown Content-Type 415. File paths in cells are refused unless
+    ``allow_paths`` names a folder, and then only files inside it are read.
+
+    The server and its workers run in their own process group, which SIGTERM, SIGINT or SIGHUP
+    to this process stops as a whole (and which gets SIGTERM if this process is killed).
     """
     from tunetrack.tracking.store import client
 
     uri = classifier_uri(model_uri)
+    if allow_paths is not None and not Path(allow_paths).is_dir():
+        raise DataError(f"--allow-paths must name a folder, got {str(allow_paths)!r}")
     client()
     if "python_function" not in model_info(uri).flavors:  # reads MLmodel only: no TensorFlow
         raise TrackingError(f"model {uri!r} has no python_function flavor to serve")
-    argv, env = serve_command(uri, host, port, workers)
+    argv, env = serve_command(uri, host, port, workers, max_body, allow_paths)
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in stops}
+    process = None
     try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        return 130
+        process = subprocess.Popen(argv, env=env, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
+        return process.wait()
+    except (_Stop, KeyboardInterrupt) as stop:
+        return 128 + (stop.signum if isinstance(stop, _Stop) else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process is not None:
+            _stop_group(process)
 
 
-__all__ = ["FORMATS", "classifier_uri", "format_rows", "image_files", "predict", "serve",
-           "serve_command"]
+__all__ = ["DEFAULT_MAX_BODY", "FORMATS", "classifier_uri", "format_rows", "image_files",
+           "predict", "serve", "serve_command"]

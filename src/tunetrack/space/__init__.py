@@ -10,6 +10,7 @@ from tunetrack.space._config import (
     BAD_IMAGE_POLICIES,
     COLOR_MODES,
     DIRECTIONS,
+    KERAS_DATASETS,
     OBJECTIVES,
     Constraints,
     DataConfig,
@@ -31,7 +32,8 @@ from tunetrack.space.plan import (
 from tunetrack.space.yamlio import Document, load_yaml
 
 __all__ = [
-    "BAD_IMAGE_POLICIES", "COLOR_MODES", "DIRECTIONS", "FAMILIES", "OBJECTIVES", "Constraints",
+    "BAD_IMAGE_POLICIES", "COLOR_MODES", "DIRECTIONS", "FAMILIES", "KERAS_DATASETS", "OBJECTIVES",
+    "Constraints",
     "DataConfig", "Document", "LayerPlan", "LayerSpec", "Pipeline", "Plan", "Space",
     "TrainingSection", "TunerSection", "check_constraints", "feature_length", "file_digest",
     "load_pipeline", "load_space", "load_yaml", "plan_candidate", "plan_layers",

@@ -19,6 +19,8 @@ BAD_IMAGE_POLICIES = ("error", "skip")
 # The metrics every model is compiled with, and which way each improves.
 OBJECTIVES = OBJECTIVE_DIRECTIONS
 DEFAULT_SOURCE = "digits"
+# ``keras:NAME`` sources (tunetrack.data knows their shapes and classes).
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 @dataclass(frozen=True)

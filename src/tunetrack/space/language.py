@@ -183,7 +183,7 @@ class Space:
         """
         top, groups = dict(self._top), dict(self._groups)
         checked, problems = self._checked(assignments)
-        for name, (gname, index, k), value in checked:
+        for _name, (gname, index, k), value in checked:
             if gname is None:
                 key = self._schema.keys[k]
                 top[k] = Dim("fixed", key.type, value, values=(value,))

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunetrack.errors import ConfigError, PipelineError, allowed_list, did_you_mean
+from tunetrack.errors import ConfigError, PipelineError, allowed_list, did_you_mean, shown
 from tunetrack.space._config import (
     BAD_IMAGE_POLICIES,
     COLOR_MODES,
     DEFAULT_SOURCE,
     DIRECTIONS,
+    KERAS_DATASETS,
     OBJECTIVES,
     TUNERS,
     Constraints,
@@ -58,6 +60,8 @@ class Pipeline:
     training: TrainingSection = field(default_factory=TrainingSection)
     constraints: Constraints = field(default_factory=Constraints)
     description: str = ""
+    # ``--set KEY=VALUE`` of ``tunetrack search``: hyperparameters fixed for this search
+    pins: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (why := objective_problem(self.objective, self.direction)) is not None:
@@ -73,7 +77,12 @@ class Pipeline:
         top = {"experiment": flags.get("experiment"), "space": flags.get("space")}
         if top["space"] is not None:
             top["space"] = str(Path(top["space"]))
+        pins = tuple(flags.get("pins") or ())
         errors = []
+        if top["experiment"] is not None and not top["experiment"].strip():
+            errors.append("--experiment must name an experiment, got ''")
+        if data["source"] is not None and not data["source"].strip():
+            errors.append("--data must be 'digits', 'keras:NAME' or a folder path, got ''")
         for key, value in (("max_trials", tuner["max_trials"]), ("epochs", training["epochs"]),
                            ("executions_per_trial", tuner["executions_per_trial"])):
             if value is not None and value < 1:
@@ -83,7 +92,7 @@ class Pipeline:
         if errors:
             raise PipelineError("; ".join(errors), file=self.path)
         return dataclasses.replace(
-            self, **_given(top),
+            self, **_given(top), pins=(*self.pins, *pins),
             tuner=dataclasses.replace(self.tuner, **_given(tuner)),
             training=dataclasses.replace(self.training, **_given(training)),
             data=dataclasses.replace(self.data, **_given(data)))
@@ -116,12 +125,14 @@ class _Checker:
     def keys(self, mapping: dict[Any, Any], allowed: tuple[str, ...], *where: object) -> None:
         for key in mapping:
             if key not in allowed:
-                self.fail(f"unknown key {key!r}; allowed: {allowed_list(allowed)}"
+                self.fail(f"unknown key {shown(key)}; allowed: {allowed_list(allowed)}"
                           f"{did_you_mean(key, allowed)}", *where, key)
 
     def typed(self, value: Any, kind: str, *key: object, low: float | None = None,
-              high: float | None = None, high_open: bool = False) -> Any:
-        """``value`` converted to ``kind`` (int, float, str, bool), or None after a problem."""
+              high: float | None = None, high_open: bool = False,
+              low_open: bool = False) -> Any:
+        """``value`` converted to ``kind`` (int, float, str, bool), or None after a problem.
+        A float must be finite."""
         ok = {"int": isinstance(value, int) and not isinstance(value, bool),
               "float": isinstance(value, (int, float)) and not isinstance(value, bool),
               "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
@@ -131,28 +142,35 @@ class _Checker:
             except ValueError:
                 pass
         if not ok:
-            self.fail(f"must be {'an' if kind == 'int' else 'a'} {kind}, got {value!r}", *key)
+            self.fail(f"must be {'an' if kind == 'int' else 'a'} {kind}, got {shown(value)}",
+                      *key)
             return None
-        if low is not None and value < low:
-            self.fail(f"must be at least {low}, got {value!r}", *key)
+        if kind == "float" and not math.isfinite(value):
+            self.fail(f"must be a finite number, got {shown(value)}", *key)
+            return None
+        if low is not None and (value <= low if low_open else value < low):
+            self.fail(f"must be {'above' if low_open else 'at least'} {low}, got {shown(value)}",
+                      *key)
             return None
         if high is not None and (value >= high if high_open else value > high):
-            self.fail(f"must be {'below' if high_open else 'at most'} {high}, got {value!r}", *key)
+            self.fail(f"must be {'below' if high_open else 'at most'} {high}, got "
+                      f"{shown(value)}", *key)
             return None
         return float(value) if kind == "float" else value
 
     def choice(self, value: Any, allowed: tuple[str, ...], *key: object) -> Any:
-        if value not in allowed:
-            self.fail(f"must be one of {allowed_list(allowed)}, got {value!r}"
-                      f"{did_you_mean(value, allowed)}", *key)
+        if not isinstance(value, str) or value not in allowed:
+            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
+            self.fail(f"must be one of {allowed_list(allowed)}, got {shown(value)}{hint}", *key)
             return None
         return value
 
 
-# key -> (kind, bounds or choices); bounds are (low, high, high_open)
+# key -> (kind, bounds or choices); bounds are (low, high, high_open, low_open)
+_FRACTION = ("float", 0.0, 1.0, True, True)  # 0 < fraction < 1, as tunetrack.data requires
 _RULES: dict[str, dict[str, tuple[Any, ...]]] = {
     "data": {"source": ("str",), "image_size": ("size",), "color_mode": ("choice", COLOR_MODES),
-             "validation_split": ("float", 0.0, 1.0, True), "test_split": ("float", 0.0, 1.0, True),
+             "validation_split": _FRACTION, "test_split": _FRACTION,
              "seed": ("int", 0), "on_bad_image": ("choice", BAD_IMAGE_POLICIES)},
     "tuner": {"kind": ("choice", TUNERS), "max_trials": ("int", 1), "seed": ("int", 0),
               "executions_per_trial": ("int", 1), "max_consecutive_failures": ("int", 1),
@@ -167,7 +185,7 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        check.fail(f"must be a mapping of {allowed_list(_RULES[name])}, got {raw!r}", name)
+        check.fail(f"must be a mapping of {allowed_list(_RULES[name])}, got {shown(raw)}", name)
         return {}
     check.keys(raw, tuple(_RULES[name]), name)
     out: dict[str, Any] = {}
@@ -189,13 +207,14 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
                           for v in value)):
                 out[key] = tuple(value)
             else:
-                check.fail(f"must be [height, width] of positive integers, got {value!r}",
+                check.fail(f"must be [height, width] of positive integers, got {shown(value)}",
                            name, key)
         else:
             low = rule[1] if len(rule) > 1 else None
             high = rule[2] if len(rule) > 2 else None
             out[key] = check.typed(value, kind, name, key, low=low, high=high,
-                                   high_open=len(rule) > 3 and rule[3])
+                                   high_open=len(rule) > 3 and rule[3],
+                                   low_open=len(rule) > 4 and rule[4])
         if out.get(key, 0) is None and value is not None:
             out.pop(key)
     return out
@@ -212,7 +231,7 @@ def _check_objective(check: _Checker, raw: Any) -> dict[str, Any]:
         return {} if name is None else {"objective": name, "direction": OBJECTIVES[name]}
     if not isinstance(raw, dict):
         check.fail(f"must be a metric name ({allowed_list(OBJECTIVES)}) or a mapping like "
-                   f"{{name: val_loss, direction: min}}, got {raw!r}", "objective")
+                   f"{{name: val_loss, direction: min}}, got {shown(raw)}", "objective")
         return {}
     check.keys(raw, _OBJECTIVE_KEYS, "objective")
     if "name" not in raw:
@@ -244,6 +263,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     for key in ("name", "description", "experiment"):
         if key in raw:
             values[key] = check.typed(raw[key], "str", key)
+            if key != "description" and values[key] is not None and not values[key].strip():
+                check.fail(f"must not be empty, got {shown(values[key])}", key)
     if "objective" in raw:
         values.update(_check_objective(check, raw["objective"]))
     if "space" not in raw:
@@ -256,8 +277,15 @@ def load_pipeline(path: str | Path) -> Pipeline:
     sections = {name: _check_section(check, name, raw.get(name)) for name in _SECTIONS}
     constraints = read_constraints(raw.get("constraints"),
                                    lambda sub, message: check.fail(message, "constraints", *sub))
-    if sections["data"].get("source") == "":
-        check.fail("must be 'digits', 'keras:NAME' or a folder path, got ''", "data", "source")
+    source = sections["data"].get("source")
+    if isinstance(source, str) and not source.strip():
+        check.fail(f"must be 'digits', 'keras:NAME' or a folder path, got {shown(source)}",
+                   "data", "source")
+    if isinstance(source, str) and source.startswith("keras:") and \
+            source[6:] not in KERAS_DATASETS:
+        check.fail(f"unknown keras dataset {source[6:]!r}: allowed are "
+                   f"{allowed_list('keras:' + n for n in KERAS_DATASETS)}"
+                   f"{did_you_mean(source[6:], KERAS_DATASETS)}", "data", "source")
     if check.problems:
         raise PipelineError("", problems=check.problems)
     data = DataConfig(**{"source": DEFAULT_SOURCE, **sections["data"]})

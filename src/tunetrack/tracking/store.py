@@ -4,10 +4,16 @@ tunetrack logs through ``MlflowClient`` in batches (one ``log_batch`` per trial 
 tags and every epoch's metrics) instead of autologging, which costs 1.3-1.8x a bare search.
 The embedded store is SQLite under ``mlruns/`` with artifacts under ``mlruns/artifacts``;
 ``MLFLOW_TRACKING_URI`` in the environment points tunetrack at any other store.
+
+A SQLite store is checked before MLflow touches it (a folder or database the user cannot write
+is one line naming the path and the user, at once), and created under a file lock beside the
+database, so two searches started together on a fresh store do not both run MLflow's schema
+migrations (one would fail with ``duplicate column name``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,14 +34,89 @@ STORE_DIR = "mlruns"
 DB_NAME = "mlflow.db"
 
 
+def user_name() -> str:
+    """Who this process writes as, for messages about permissions."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return str(getattr(os, "geteuid", lambda: "?")())
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackingError(f"cannot create the store folder {folder} as user {user_name()}: "
+                            f"{exc.strerror or exc}; run where you can write or set "
+                            f"MLFLOW_TRACKING_URI") from None
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store under ``./mlruns``."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
     store = Path.cwd() / STORE_DIR
-    store.mkdir(exist_ok=True)
+    _make_folder(store)
     return f"sqlite:///{store / DB_NAME}"
+
+
+def check_writable(db: Path) -> None:
+    """A :class:`TrackingError` naming ``db`` and the user unless SQLite can write there: the
+    folder must exist (it is created) and be writable (SQLite keeps its journal beside the
+    database), and an existing database must be readable and writable."""
+    _make_folder(db.parent)
+    user = user_name()
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        raise TrackingError(f"the store {db} is read-only for user {user}; make it writable "
+                            f"or set MLFLOW_TRACKING_URI to another store")
+    if not os.access(db.parent, os.W_OK | os.X_OK):
+        raise TrackingError(f"the store folder {db.parent} is not writable by user {user} "
+                            f"(SQLite writes its journal beside {db.name}); make it writable "
+                            f"or set MLFLOW_TRACKING_URI to another store")
+
+
+@contextlib.contextmanager
+def store_lock(db: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``DB.lock`` beside a SQLite store (nothing for other stores):
+    creating the schema and the first experiment happen one process at a time."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with open(db.parent / f"{db.name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_READY: set[str] = set()  # SQLite URIs whose schema this process has seen created
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14
+
+
+def permission_problem(error: BaseException) -> str | None:
+    """SQLite's "read-only", "cannot open" or "permission" error behind ``error``, as text."""
+    for cause in _causes(error):
+        if isinstance(cause, sqlite3.OperationalError):
+            code = getattr(cause, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in (_SQLITE_PERM, _SQLITE_READONLY,
+                                                    _SQLITE_CANTOPEN):
+                return str(cause)
+    return None
+
+
+def _as_tracking_error(error: BaseException) -> TrackingError | None:
+    why = permission_problem(error)
+    if why is None:
+        return None
+    uri = tracking_uri()
+    where = sqlite_path(uri) or uri
+    return TrackingError(f"cannot write the store {where} as user {user_name()}: {why}")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -67,17 +148,36 @@ def client() -> MlflowClient:
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    db = sqlite_path(uri)
+    if db is None or uri in _READY:
+        return MlflowClient(uri)
+    check_writable(db)
+    with store_lock(db):  # the first store in this process creates or checks MLflow's schema
+        mlclient = MlflowClient(uri)
+        try:
+            mlclient.search_experiments(max_results=1)
+        except Exception as exc:
+            mapped = _as_tracking_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+    _READY.add(uri)
+    return mlclient
 
 
 def get_or_create_experiment(mlclient: MlflowClient, name: str) -> str:
-    experiment = mlclient.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            raise TrackingError(f"experiment {name!r} is deleted in {tracking_uri()}; restore it "
-                                "with 'mlflow experiments restore' or choose another --experiment")
-        return experiment.experiment_id
-    return mlclient.create_experiment(name, artifact_location=artifact_root(tracking_uri()))
+    """The experiment's id, created if needed; two searches creating it at once get one."""
+    if not name.strip():
+        raise TrackingError(f"an experiment needs a name, got {name!r}")
+    uri = tracking_uri()
+    with store_lock(sqlite_path(uri)):
+        experiment = write(mlclient.get_experiment_by_name, name)
+        if experiment is None:
+            return write(mlclient.create_experiment, name, artifact_location=artifact_root(uri))
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(f"experiment {name!r} is deleted in {uri}; restore it "
+                            "with 'mlflow experiments restore' or choose another --experiment")
+    return str(experiment.experiment_id)
 
 
 LOCKED_RETRIES = 8
@@ -127,6 +227,18 @@ def retry_locked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                 raise
             time.sleep(min(0.1 * 2 ** attempt, 8.0))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def write(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`retry_locked`, with a read-only store (or one SQLite cannot open) turned into a
+    one-line :class:`TrackingError` naming the path and the user."""
+    try:
+        return retry_locked(call, *args, **kwargs)
+    except Exception as exc:
+        mapped = _as_tracking_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _stringify(value: Any) -> str:
@@ -193,7 +305,7 @@ class SearchTracker:
         self.parent_run_id: str | None = None
 
     def start_search(self, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
-        run = retry_locked(
+        run = write(
             self.client.create_run, self.experiment_id, run_name=run_name,
             tags={names.TAG_ROLE: names.ROLE_SEARCH,
                   **{k: _stringify(v) for k, v in tags.items() if v is not None}})
