@@ -139,7 +139,7 @@ def conv_candidates(draw, family: str):
         else:
             b = {k: draw(st.integers(1, 6)) for k in
                  ("b1x1", "b3x3_reduce", "b3x3", "b5x5_reduce", "b5x5", "pool_proj")}
-            b.update(b5x5_kernel=draw(st.sampled_from([3, 5])),
+            b.update(b5x5_kernel=draw(st.sampled_from([3, 5])), aux=draw(st.booleans()),
                      pooling=draw(st.sampled_from(["max", "avg", "none"])),
                      pool_size=draw(st.integers(1, 3)), pool_stride=draw(st.integers(1, 2)),
                      pool_padding=draw(st.sampled_from(["same", "valid"])))
@@ -199,6 +199,29 @@ def fit_one_epoch(family: str, cand: dict) -> keras.Model:
     if families.outputs_probabilities(family, cand):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     return model
+
+
+def test_auxiliary_classifiers_add_to_the_training_loss_only():
+    """GoogLeNet's auxiliary classifiers: aux_weight × their cross-entropy in training, nothing
+    in evaluation, and the served model is the main path alone."""
+    cand = {**defaults("inception"), "modules": 1, "modules.1.aux": True, "aux_weight": 0.3}
+    model = families.build_model("inception", cand, (8, 8, 3), 3)
+    model.compile(**families.compile_kwargs("inception", cand))
+    x = np.random.default_rng(0).random((6, 8, 8, 3), dtype=np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    main, aux = model(x, training=False)
+    ce = keras.losses.sparse_categorical_crossentropy
+    main_loss = float(np.mean(keras.ops.convert_to_numpy(ce(y, main))))
+    aux_loss = float(np.mean(keras.ops.convert_to_numpy(ce(y, aux))))
+    train = float(model.compute_loss(x, y, [main, aux], training=True))
+    test = float(model.compute_loss(x, y, [main, aux], training=False))
+    assert train == pytest.approx(main_loss + 0.3 * aux_loss, rel=1e-5)
+    assert test == pytest.approx(main_loss, rel=1e-5)
+    served = families.served_model(model)
+    assert not [layer for layer in served.layers if ".aux" in layer.name]
+    np.testing.assert_allclose(served(x, training=False), main, rtol=1e-6)
+    plain = families.build_model("inception", defaults("inception"), (8, 8, 3), 3)
+    assert families.served_model(plain) is plain
 
 
 @pytest.mark.slow

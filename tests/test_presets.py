@@ -76,6 +76,15 @@ def test_plan_prints_the_published_count(name: str) -> None:
     assert re.search(rf"^total params:\s+{trainable + frozen:,}$", result.output, re.M)
 
 
+def test_googlenet_with_its_auxiliary_classifiers_has_torchvisions_count() -> None:
+    """After modules 4a and 4d, as torchvision's googlenet(aux_logits=True): 13,004,888."""
+    result = _run(["plan", str(preset("googlenet")), "--set", "modules.3.aux=true",
+                   "--set", "modules.6.aux=true"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^trainable params:\s+13,004,888$", result.output, re.M), result.output
+    assert re.search(r"^modules.3.aux.output +dense +1000 +1,025,000$", result.output, re.M)
+
+
 # -- each searchable variant starts from its preset --------------------------------------------
 TRAINING_KEYS = set(catalog.TRAINING)
 
@@ -262,3 +271,22 @@ def test_variant_runs_a_one_trial_search(name: str, folder: Path, store) -> None
     search = next(r for r in runs if r.data.tags.get(names.TAG_ROLE) == "search")
     assert trials[0].data.tags.get("mlflow.parentRunId") == search.info.run_id
     assert search.data.params["data.num_classes"] == "3"
+
+
+@pytest.mark.slow
+def test_googlenet_search_with_auxiliary_classifiers_serves_the_main_path(folder: Path,
+                                                                        store) -> None:
+    """A trial trained with the auxiliary classifier after 4a logs a model without it."""
+    import mlflow
+
+    result = _run(["search", str(pipeline("googlenet")), "--data", str(folder), "--max-trials",
+                   "1", "--epochs", "1", "--experiment", "p-aux", "-q", "--set", "modules=7",
+                   "--set", "modules.3.aux=true", "--set", "width=0.125"])
+    assert result.exit_code == 0, result.output
+    experiment = store.get_experiment_by_name("p-aux")
+    (trial,) = [r for r in store.search_runs([experiment.experiment_id])
+                if r.data.tags.get(names.TAG_ROLE) == "trial"]
+    assert trial.data.params["modules.3.aux"] == "True"
+    model = mlflow.keras.load_model(f"runs:/{trial.info.run_id}/model")
+    assert not [layer.name for layer in model.layers if ".aux" in layer.name]
+    assert len(model.outputs) == 1

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from tunetrack.models._inputs import featurize, input_shape
 
 if TYPE_CHECKING:
-    from tunetrack.models._build import build_model
+    from tunetrack.models._build import build_model, served_model
     from tunetrack.models._compile import compile_kwargs, outputs_probabilities, squared_error
 
 __all__ = ["build_model", "compile_kwargs", "featurize", "input_shape",
-           "outputs_probabilities", "squared_error"]
+           "outputs_probabilities", "served_model", "squared_error"]
 
-_LAZY = {"build_model": "_build", "compile_kwargs": "_compile",
+_LAZY = {"build_model": "_build", "served_model": "_build", "compile_kwargs": "_compile",
          "outputs_probabilities": "_compile", "squared_error": "_compile"}
 
 

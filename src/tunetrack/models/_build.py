@@ -57,6 +57,8 @@ def _layer(spec: LayerSpec, reg: keras.regularizers.Regularizer | None) -> keras
         return keras.layers.Dropout(c["rate"], name=name)
     if spec.kind == "flatten":
         return keras.layers.Flatten(name=name)
+    if spec.kind == "adaptive_avg_pool":
+        return keras.layers.AdaptiveAveragePooling2D(c["size"], name=name)
     if spec.kind == "global_avg_pool":
         return keras.layers.GlobalAveragePooling2D(name=name)
     if spec.kind == "add":
@@ -80,10 +82,49 @@ def _augment(op: str, factor: Any, name: str) -> keras.layers.Layer:
     raise ValueError(f"layer {name!r}: unknown augmentation {op!r}")
 
 
+class AuxiliaryClassifiers(keras.Model):
+    """A functional model with outputs ``[main, aux...]`` (GoogLeNet's auxiliary classifiers).
+
+    Training adds ``aux_weight`` × each auxiliary classifier's cross-entropy to the main loss;
+    metrics, validation and :attr:`served` see the main output only, so ``accuracy`` and
+    ``val_accuracy`` mean what they mean for every other model. Backend-agnostic: only
+    ``compute_loss``/``compute_metrics`` are overridden.
+    """
+
+    def __init__(self, *args: Any, aux_weight: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aux_weight = float(aux_weight)
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> Any:
+        main, *aux = y_pred
+        loss = super().compute_loss(x, y, main, sample_weight, training)
+        if training and aux and self.aux_weight:
+            for out in aux:
+                loss = loss + self.aux_weight * keras.ops.mean(
+                    keras.losses.sparse_categorical_crossentropy(y, out))
+        return loss
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return super().compute_metrics(x, y, y_pred[0], sample_weight)
+
+    @property
+    def served(self) -> keras.Model:
+        """The same layers without the auxiliary classifiers: what is logged and served."""
+        return keras.Model(self.inputs, self.outputs[0], name=self.name)
+
+
+def served_model(model: keras.Model) -> keras.Model:
+    """The model to evaluate, log and serve: ``model`` without training-only outputs."""
+    return model.served if isinstance(model, AuxiliaryClassifiers) else model
+
+
 def build_model(family: str, candidate: Mapping[str, Any], input_shape: tuple[int, ...],
                 num_classes: int) -> keras.Model:
     """The uncompiled functional model of a candidate; raises ``CandidateRejected`` like the
-    plan does. ``input_shape`` is the image (H, W, C) or, for feature families, ``(length,)``."""
+    plan does. ``input_shape`` is the image (H, W, C) or, for feature families, ``(length,)``.
+    With auxiliary classifiers it is an :class:`AuxiliaryClassifiers` (see :func:`served_model`).
+    """
     plan = plan_layers(family, candidate, input_shape, num_classes)
     reg = _regularizer(candidate)
     tensors: dict[str, Any] = {}
@@ -93,5 +134,10 @@ def build_model(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
             continue
         args = [tensors[name] for name in spec.inputs]
         tensors[spec.name] = _layer(spec, reg)(args if spec.kind in MERGES else args[0])
-    return keras.Model(tensors[plan.specs[0].name], tensors[plan.specs[-1].name],
-                       name=f"tunetrack_{FAMILIES[family].name}")
+    inputs, main = tensors[plan.specs[0].name], tensors[plan.specs[-1].name]
+    name = f"tunetrack_{FAMILIES[family].name}"
+    if plan.aux_outputs:
+        return AuxiliaryClassifiers(inputs, [main, *(tensors[n] for n in plan.aux_outputs)],
+                                    aux_weight=float(candidate.get("aux_weight", 0.3)),
+                                    name=name)
+    return keras.Model(inputs, main, name=name)

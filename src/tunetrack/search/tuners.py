@@ -105,7 +105,7 @@ def _hypermodel(host: TrialHost) -> Any:
                                 validation_data=(x_val, host.dataset.y_val),
                                 batch_size=int(candidate["batch_size"]), callbacks=callbacks,
                                 verbose=0, **kwargs)
-            host.last_model = model
+            host.last_model = models.served_model(model)  # without training-only outputs
             return history
 
     return TunetrackHyperModel()

@@ -56,6 +56,9 @@ class Plan:
     num_classes: int
     specs: list[LayerSpec] = field(default_factory=list, repr=False)
     image_shape: tuple[int, ...] | None = None
+    # the outputs of auxiliary classifiers (GoogLeNet): trained, then left out of the served
+    # model; the main output is always the last spec
+    aux_outputs: list[str] = field(default_factory=list)
 
     @property
     def total_params(self) -> int:
@@ -135,8 +138,9 @@ class Candidate:
 class Planner:
     """Appends specs and their computed shapes in step; each method returns the new layer."""
 
-    def __init__(self, cand: Candidate) -> None:
-        self.cand = cand
+    def __init__(self, cand: Candidate, num_classes: int = 0) -> None:
+        self.cand, self.num_classes = cand, num_classes
+        self.aux_outputs: list[str] = []
         self.width = float(cand.network("width", 1.0))
         self.bias = bool(cand.network("bias", True))
         self.specs: list[LayerSpec] = []
@@ -259,6 +263,28 @@ class Planner:
 
     def add(self, name: str, a: str, b: str) -> str:
         return self._add(LayerSpec(name, "add", (a, b)), self.shapes[a])
+
+    def aux_classifier(self, prefix: str, src: str, act: str) -> None:
+        """GoogLeNet's auxiliary classifier on ``src`` (torchvision's ``InceptionAux``):
+        4×4 adaptive average pool → 1×1 conv of 128 → flatten → dense 1024 → dropout 0.7 →
+        softmax. The main path continues from ``src``."""
+        h, w, c = self.shapes[src]
+        pool = self._add(LayerSpec(f"{prefix}.pool", "adaptive_avg_pool", (src,), {"size": 4}),
+                         (4, 4, c))
+        self.conv_unit(prefix, "", 128, 1, 1, "same", act, src=pool)
+        n = math.prod(self.shapes[self.last])
+        self._add(LayerSpec(f"{prefix}.flatten", "flatten", (self.last,)), (n,))
+        self._add(LayerSpec(f"{prefix}.fc", "dense", (self.last,),
+                            {"units": 1024, "activation": act}),
+                  (1024,), dense_params(n, 1024), flops=n * 1024)
+        self._add(LayerSpec(f"{prefix}.dropout", "dropout", (self.last,), {"rate": 0.7}),
+                  (1024,))
+        out = self._add(LayerSpec(f"{prefix}.output", "dense", (self.last,),
+                                  {"units": self.num_classes, "activation": "softmax"}),
+                        (self.num_classes,), dense_params(1024, self.num_classes),
+                        flops=1024 * self.num_classes)
+        self.aux_outputs.append(out)
+        self.last = src
 
     def concat(self, name: str, inputs: tuple[str, ...]) -> str:
         """Channel concatenation (an inception module's branches); the maps must agree."""

@@ -142,6 +142,9 @@ INCEPTION_MODULES = Group({
     "pool_size": Key(int, 3, low=1),
     "pool_stride": Key(int, 2, low=1),
     "pool_padding": Key(str, "same", choices=PADDINGS),
+    "aux": Key(bool, False, help="an auxiliary classifier on this module's output, trained "
+                                 "beside the main one and dropped from the served model "
+                                 "(GoogLeNet: after 4a and 4d)"),
 }, count_default=2, count_low=1,
     help="GoogLeNet modules: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | pool -> 1x1, concatenated")
 
@@ -187,7 +190,9 @@ FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (
             {"stem": Group(STEM_KEYS, count_default=1, help=STEM_HELP), "blocks": RESNET_BLOCKS,
              "dense": Group(DENSE.keys, count_default=0)},
             help="stages of residual blocks with projection shortcuts"),
-    _schema("inception", conv_keys("global_avg"),
+    _schema("inception", {**conv_keys("global_avg"),
+                          "aux_weight": Key(float, 0.3, low=0.0, help="weight of each "
+                                            "auxiliary classifier's loss in training")},
             {"stem": Group(STEM_KEYS, count_default=1, help=STEM_HELP),
              "modules": INCEPTION_MODULES, "dense": Group(DENSE.keys, count_default=0)},
             help="GoogLeNet: a stem, inception modules with pooling between them"),

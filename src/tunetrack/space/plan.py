@@ -112,6 +112,8 @@ def _inception(p: Planner) -> None:
         p.pool(f"{m}.b4.pool", "max", 3, 1, "same", src=x)
         b4 = p.conv_unit(f"{m}.b4", "", key("pool_proj"), 1, 1, "same", act)
         x = p.concat(f"{m}.concat", (b1, b2, b3, b4))
+        if cand.element("modules", i, "aux"):
+            p.aux_classifier(f"{m}.aux", x, act)
         pooling = str(cand.element("modules", i, "pooling"))
         if pooling != "none":
             x = p.pool(f"{m}.pool", pooling, key("pool_size"), key("pool_stride"),
@@ -157,7 +159,7 @@ def plan_layers(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
     if len(input_shape) != (1 if features else 3):
         raise ValueError(f"family {family!r} takes a {'(length,)' if features else '(H, W, C)'}"
                          f" input, got {input_shape}")
-    p = Planner(Candidate(family, candidate))
+    p = Planner(Candidate(family, candidate), num_classes)
     p.input(input_shape)
     if not features:
         p.augment()
@@ -168,7 +170,8 @@ def plan_layers(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
         p.dense("output", num_classes, None if family == "linear" else "softmax")
     else:
         p.head(num_classes, "softmax")
-    return Plan(family, input_shape, p.layers, num_classes, p.specs)
+    return Plan(family, input_shape, p.layers, num_classes, p.specs,
+                aux_outputs=p.aux_outputs)
 
 
 def plan_candidate(family: str, candidate: Mapping[str, Any], image_shape: tuple[int, ...],
