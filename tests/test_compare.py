@@ -71,13 +71,15 @@ def add_trial(client, experiment_id: str, parent: str, trial_id: str, status: st
     if best is not None:
         # the last epoch is worse than the best: compare must show the best, as the tuner ranked
         for step, value in enumerate([best - 0.2, best, best - 0.05]):
-            metrics += [Metric(OBJ, value, 0, step), Metric("val_loss", 1 - value, 0, step)]
+            metrics += [Metric(names.curve_name(OBJ), value, 0, step + 1),
+                        Metric(names.curve_name("val_loss"), 1 - value, 0, step + 1)]
         metrics += [Metric("best_val_accuracy", best, 0, 0), Metric("final_val_accuracy",
                                                                     best - 0.05, 0, 0),
-                    Metric("params_total", params_total, 0, 0),
-                    Metric("epochs_trained", 3, 0, 0), Metric("train_seconds", 2.5, 0, 0)]
+                    Metric(names.METRIC_PARAMS_TOTAL, params_total, 0, 0),
+                    Metric(names.METRIC_EPOCHS_TRAINED, 3, 0, 0),
+                    Metric(names.METRIC_TRAIN_SECONDS, 2.5, 0, 0)]
     elif status == "failed":
-        metrics.append(Metric("train_seconds", 0.7, 0, 0))
+        metrics.append(Metric(names.METRIC_TRAIN_SECONDS, 0.7, 0, 0))
     client.log_batch(run.info.run_id, metrics=metrics,
                      params=[_param(k, v) for k, v in {**hps, "batch_size": 64}.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()])
@@ -223,7 +225,7 @@ def test_where_is_pushed_into_mlflow(uri, monkeypatch):
     assert "optimizer" not in df.columns  # no longer varies
     assert any("mlflow.parentRunId" in f and "params.optimizer = 'adam'" in f for f in seen)
     df = read_csv(cmp.compare(experiment="digits", fmt="csv",
-                              where="params.optimizer = 'adam' and metrics.params_total > 600"))
+                              where="params.optimizer = 'adam' and metrics.`size/params` > 600"))
     assert list(df["trial_id"]) == ["02", "00"]
 
 
@@ -337,7 +339,7 @@ def clone_trials(db: Path, template: str, parent: str, n: int) -> None:
                     r["value"] = parent
                 elif key == "learning_rate":
                     r["value"] = repr(1e-4 * (1 + i % 50))
-                elif key in ("best_val_accuracy", "params_total"):
+                elif key in ("best_val_accuracy", names.METRIC_PARAMS_TOTAL):
                     r["value"] = score if key == "best_val_accuracy" else float(size)
                 new_rows.append(tuple(r[c] for c in cols))
         if new_rows:
@@ -399,14 +401,21 @@ def test_leaderboard_from_trial_records():
                                                  "blocks.3.filters": 8},
                     run_id="r1", reason="too big", seconds=0.01),
     ]
+    trials.insert(0, TrialRecord("02", TrialStatus.COMPLETED, {"learning_rate": 0.02, "blocks": 1},
+                                 run_id="r2", objective=0.812345678, metrics={},
+                                 params_total=900, seconds=2.0, epochs=2))
     df = cmp.leaderboard(trials, OBJ)
-    assert list(df["trial_id"]) == ["00", "01"]
-    assert list(df.columns[:6]) == ["trial_id", "status", OBJ, "params_total", "epochs",
-                                    "train_seconds"]
+    assert list(df["trial_id"]) == ["00", "02", "01"]  # best first, untrained last
+    assert list(df.columns[:7]) == ["trial_id", OBJ, "status", "reason", "params_total",
+                                    "epochs", "train_seconds"]
+    assert df.loc[1, OBJ] == 0.8123  # scores rounded to 4 places
+    assert df.loc[1, "learning_rate"] == 0.02  # hyperparameters as tried
+    df = df.drop(index=1).reset_index(drop=True)
     assert {"learning_rate", "blocks", "blocks.3.filters", "best_val_accuracy",
             "final_val_loss"} <= set(df.columns)
     assert list(df.columns).count(OBJ) == 1
     assert list(df["status"]) == ["completed", "rejected"]
+    assert cmp.leaderboard_markdown(df).splitlines()[0].startswith(f"| trial_id | {OBJ} |")
     assert df.loc[1, "reason"] == "too big" and pd.isna(df.loc[1, "params_total"])
     text = cmp.compare_table(df, objective=OBJ, direction="max", fmt="csv")
     assert read_csv(text)["trial_id"].tolist() == ["00", "01"]

@@ -192,7 +192,8 @@ def _b64(path: Path) -> str:
 
 # --------------------------------------------------------------------------- tests
 
-def test_promote_registers_champion_that_classifies_image_files(searches: Searches, mlclient):
+def test_promote_registers_champion_that_classifies_image_files(searches: Searches, mlclient,
+                                                               monkeypatch):
     import mlflow
     import pandas as pd
 
@@ -214,15 +215,24 @@ def test_promote_registers_champion_that_classifies_image_files(searches: Search
     assert float(version.tags["tunetrack.test_accuracy"]) == pytest.approx(result.test_accuracy)
     assert version.tags["tunetrack.data_fingerprint"] == searches.dataset.fingerprint
 
+    # The trial's run is only read; the verdict is on the promotion run.
     trial = mlclient.get_run(mlp_run)
-    assert trial.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
-    assert "test_loss" in trial.data.metrics
-    assert {f"test_precision_{c}" for c in "0123456789"} <= set(trial.data.metrics)
-    assert {f"test_recall_{c}" for c in "0123456789"} <= set(trial.data.metrics)
-    plots = [a.path for a in mlclient.list_artifacts(mlp_run, "plots")]
-    assert plots == ["plots/test_confusion_matrix.png"]
+    assert not any(k.startswith("test") for k in trial.data.metrics)
+    assert mlclient.list_artifacts(mlp_run, "plots") == []
+    decided = mlclient.get_run(result.decision_run_id)
+    assert decided.data.metrics[names.METRIC_TEST_ACCURACY] == pytest.approx(result.test_accuracy)
+    assert names.METRIC_TEST_LOSS in decided.data.metrics
+    assert not any("precision" in k or "recall" in k for k in decided.data.metrics)
+    listed = {a.path for a in mlclient.list_artifacts(result.decision_run_id)}
+    assert {"test_per_class.csv", "decision.json"} <= listed
+    per_class = mlclient.download_artifacts(result.decision_run_id, "test_per_class.csv",
+                                            str(searches.root))
+    assert Path(per_class).read_text().splitlines()[0] == "class,precision,recall"
+    assert decided.data.tags["tunetrack.trial_run_id"] == mlp_run
+    assert mlp_run in decided.data.tags[names.TAG_NOTE]
 
     images = write_digit_pngs(searches.root / "pngs-a", searches.dataset, 50)
+    monkeypatch.setenv("TUNETRACK_ALLOW_PATHS", str(searches.root / "pngs-a"))  # paths: opt-in
     model = mlflow.pyfunc.load_model("models:/digits-a@champion")
     frame = pd.DataFrame({"image": [_b64(p) for p, _ in images[:25]]
                                    + [str(p) for p, _ in images[25:]]})

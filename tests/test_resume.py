@@ -81,7 +81,7 @@ def test_sigkill_then_resume(store, workdir: Path):
     assert again.data.tags[names.TAG_TRIAL_STATUS] == "killed"
     assert again.data.tags[names.TAG_REASON].startswith("process died; resumed by")
     assert again.data.tags[names.TAG_TRIAL_ID] in ids  # the interrupted trial ran again
-    assert parents[0].data.metrics["trials_completed"] == 4
+    assert parents[0].data.metrics["search/trials_completed"] == 4
 
 
 def test_changed_space_refuses_resume_and_new_starts_over(store, workdir: Path):

@@ -49,10 +49,11 @@ def test_search_records_parent_and_children(store, tiny_pipeline: Path, monkeypa
     assert parent.info.status == "FINISHED"
     children = _children(client, experiment.experiment_id, parent.info.run_id)
     assert len(children) == 3 == len(result.trials)
-    assert parent.data.metrics["trials_completed"] == 3
+    assert parent.data.metrics[names.METRIC_TRIALS_COMPLETED] == 3
     best = result.best
     assert parent.data.tags[names.TAG_BEST_TRIAL] == best.trial_id
-    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best.objective)
+    assert parent.data.metrics["search/best_val_accuracy"] == pytest.approx(best.objective)
+    assert "best_val_accuracy" not in parent.data.metrics  # a trial's name only
 
     for child, record in zip(children, result.trials, strict=True):
         tags = child.data.tags
@@ -64,8 +65,8 @@ def test_search_records_parent_and_children(store, tiny_pipeline: Path, monkeypa
         if record.candidate["blocks"] == 1:
             assert "blocks.2.filters" not in child.data.params
         for key in names.EPOCH_METRICS:
-            history = client.get_metric_history(child.info.run_id, key)
-            assert [m.step for m in history] == list(range(record.epochs))
+            history = client.get_metric_history(child.info.run_id, names.curve_name(key))
+            assert [m.step for m in history] == list(range(1, record.epochs + 1))
         model = families.build_model("cnn", record.candidate, (8, 8, 1), 10)
         assert child.data.metrics[names.METRIC_PARAMS_TOTAL] == model.count_params()
         assert child.data.metrics[names.METRIC_PARAMS_TRAINABLE] <= model.count_params()

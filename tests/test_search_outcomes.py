@@ -63,12 +63,13 @@ def test_rejected_candidates_are_recorded_and_never_built(store, workdir: Path, 
                 if r.data.tags.get(names.TAG_TRIAL_STATUS) == "rejected"]
     assert len(rejected) == statuses.count("rejected")
     for run in rejected:
-        reason = run.data.tags[names.TAG_REASON]
+        reason = run.data.tags[names.TAG_NOTE].splitlines()[0]
         assert "max_params 20,000" in reason or reason.startswith("blocks.")
-        assert not store.get_metric_history(run.info.run_id, "loss")
+        assert len(run.data.tags[names.TAG_REASON]) <= 40
+        assert not store.get_metric_history(run.info.run_id, "loss/train")
     parent = store.get_run(result.parent_run_id)
-    assert parent.data.metrics["trials_rejected"] == statuses.count("rejected")
-    assert parent.data.metrics["trials_completed"] == 2
+    assert parent.data.metrics[names.METRIC_TRIALS_REJECTED] == statuses.count("rejected")
+    assert parent.data.metrics[names.METRIC_TRIALS_COMPLETED] == 2
     summary = "\n".join(result.summary_lines())
     assert "2 trained" in summary and "rejected x" in summary
 
@@ -108,7 +109,9 @@ def test_nan_loss_fails_the_trial(store, workdir: Path):
         run_search(pipeline)
     runs = _runs(store, "tiny")
     trial = next(r for r in runs if r.data.tags.get(names.TAG_ROLE) == "trial")
-    assert trial.data.tags[names.TAG_REASON].startswith("FloatingPointError: loss became NaN")
+    assert names.full_reason(trial.data.tags).startswith("FloatingPointError: loss became NaN")
+    assert trial.data.tags[names.TAG_REASON] == "NaN loss"
+    assert trial.info.run_name.endswith(" failed: NaN loss")
     parent = next(r for r in runs if r.data.tags.get(names.TAG_ROLE) == "search")
     assert parent.info.status == "FAILED"
 
@@ -130,8 +133,8 @@ def test_every_tuner_records_complete_trials(store, workdir: Path, tuner: str):
     for record in trained:
         run_id = record.run_id
         files = {f.path for f in client.list_artifacts(run_id)}
-        assert {"model", "plots", "architecture.txt", "architecture.json",
-                "preprocessing.json"} <= files
+        assert {"plots", "architecture.txt", "architecture.json", "preprocessing.json"} <= files
+        assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs]
         for png in ("plots/learning_curve.png", "plots/confusion_matrix.png"):
             Image.open(client.download_artifacts(run_id, png, str(workdir))).verify()
         model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
@@ -139,8 +142,8 @@ def test_every_tuner_records_complete_trials(store, workdir: Path, tuner: str):
         assert scores.shape == (2, 10)
         run = client.get_run(run_id)
         assert run.data.tags[names.TAG_TUNER] == tuner
-        for metric in ("train_seconds", "flops_per_example", "best_epoch", "best_val_accuracy",
-                       "final_val_loss", "params_total"):
+        for metric in (names.METRIC_TRAIN_SECONDS, names.METRIC_FLOPS, names.METRIC_BEST_EPOCH,
+                       "best_val_accuracy", "final_val_loss", names.METRIC_PARAMS_TOTAL):
             assert metric in run.data.metrics
     board = client.download_artifacts(result.parent_run_id, "leaderboard.csv", str(workdir))
     table = pd.read_csv(board)

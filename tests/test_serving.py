@@ -40,6 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         searches = build_searches(root)
         result = promote(EXPERIMENT, MODEL, search=searches.good)
         searches.trial = result.winner.run_id  # type: ignore[attr-defined]
+        searches.promotion = result.decision_run_id  # type: ignore[attr-defined]
         searches.images = write_digit_pngs(root / "digits", searches.dataset, 30)  # type: ignore[attr-defined]
         yield searches
 
@@ -109,7 +110,8 @@ def test_every_model_uri_gives_the_same_classes(env: Any):
 
     paths = [p for p, _ in env.images[:8]]
     outputs = {uri: predict(uri, paths, fmt="csv")
-               for uri in (CHAMPION_URI, f"models:/{MODEL}/1", f"runs:/{env.trial}/classifier",
+               for uri in (CHAMPION_URI, f"models:/{MODEL}/1",
+                           f"runs:/{env.promotion}/classifier",
                            f"runs:/{env.trial}/model")}
     texts = {text for text, errors in outputs.values()}
     assert len(texts) == 1, texts
@@ -153,7 +155,8 @@ def test_scoring_server_answers_with_the_class(env: Any, tmp_path: Path):
 
     port = free_port()
     argv, _ = serve_command(f"runs:/{env.trial}/model", "127.0.0.1", port)
-    assert f"runs:/{env.trial}/classifier" in argv  # the classifier, not the bare network
+    # the classifier its promotion logged, not the bare network
+    assert f"runs:/{env.promotion}/classifier" in argv
     argv, environment = serve_command(CHAMPION_URI, "127.0.0.1", port)
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(argv, env=environment, stdout=log, stderr=subprocess.STDOUT,

@@ -79,7 +79,8 @@ def test_two_workers_record_every_trial_once(workdir: Path, server_uri: str):
     assert len(printed) == 4, out.stdout
     assert {r.data.tags[names.TAG_TRIAL_ID]: r.data.tags[names.TAG_WORKER]
             for r in trials} == printed
-    assert parent.data.metrics["trials_completed"] == 4
+    assert parent.data.metrics["search/trials_completed"] == 4
     for run in trials:
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0]
+        history = client.get_metric_history(run.info.run_id, names.curve_name("val_loss"))
+        assert [m.step for m in history] == [1]  # epochs count from 1
     assert "4 trained" in out.stdout

@@ -29,7 +29,7 @@ def _run(args):
     return CliRunner().invoke(main, args, prog_name="tunetrack")
 
 
-def test_search_compare_promote_predict(store, workdir: Path):
+def test_search_compare_promote_predict(store, workdir: Path, monkeypatch):
     import mlflow
 
     from tunetrack.data import DataConfig, load_dataset
@@ -67,7 +67,9 @@ def test_search_compare_promote_predict(store, workdir: Path):
     assert len(rows) == 20
     truth = rows["path"].map(lambda p: int(Path(p).stem.split("_")[1]))
     assert (rows["class"].astype(int) == truth).mean() >= 0.8
-    # the registered pyfunc, loaded by MLflow alone, answers exactly as the CLI did
+    # the registered pyfunc, loaded by MLflow alone, answers exactly as the CLI did (it reads
+    # file paths only inside the folder $TUNETRACK_ALLOW_PATHS names, as a server would)
+    monkeypatch.setenv("TUNETRACK_ALLOW_PATHS", str(folder))
     loaded = mlflow.pyfunc.load_model("models:/digits-flow@champion")
     served = loaded.predict(pd.DataFrame({"image": list(rows["path"])}))
     assert list(served.columns) == ["class", "probability"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from tunetrack.errors import TunetrackError
+from tunetrack.errors import TunetrackError, capped
 
 TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband")
 
@@ -20,7 +20,7 @@ def _failure(error: TunetrackError) -> click.ClickException:
     """A :class:`TunetrackError` as click shows it: ``Error: message`` and the error's exit code
     (click reads ``exit_code`` from the class)."""
     kind = type("Failure", (click.ClickException,), {"exit_code": error.exit_code})
-    failure: click.ClickException = kind(str(error))
+    failure: click.ClickException = kind(capped(str(error)))
     return failure
 
 
@@ -107,6 +107,13 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
             click.echo(f"search {interrupt_reason()}: the running trial and the search run are "
                        f"marked KILLED in MLflow; resume it with:\n  {again}", err=True)
             sys.exit(130)
+    from tunetrack.tracking.store import tracking_uri
+    from tunetrack.tracking.uilinks import run_url, runs_url, ui_base
+
+    base = ui_base(tracking_uri())
+    click.echo(f"in the MLflow UI ('tunetrack ui'): "
+               f"{runs_url(base, result.experiment_id, result.objective, result.direction)}\n"
+               f"  this search: {run_url(base, result.experiment_id, result.parent_run_id)}")
     if result.best is None:
         raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
 
@@ -251,27 +258,60 @@ def predict(model_uri: str, paths: tuple[str, ...], fmt: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-def serve(model_uri: str, host: str, port: int, workers: int) -> None:
-    """Serve MODEL_URI with MLflow's scoring server: POST base64 images to /invocations."""
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True, help="Largest request body; a larger one gets 413 before it is read.")
+@click.option("--allow-paths", type=click.Path(exists=True, file_okay=False), metavar="DIR", help="Let clients name image files inside DIR (off: only base64 image bytes).")
+def serve(model_uri: str, host: str, port: int, workers: int, max_body_mb: float,
+          allow_paths: str | None) -> None:
+    """Serve MODEL_URI with MLflow's scoring app: POST base64 images to /invocations.
+
+    Bodies over --max-body-mb get 413, a missing or unknown Content-Type 415, and every error
+    a one-line JSON reason. SIGTERM, SIGINT or SIGHUP stops the server and all its workers.
+    """
     from tunetrack.registry.serving import serve as serve_model
 
     click.echo(f"serving {model_uri} on http://{host}:{port}/invocations  (Ctrl-C stops it)")
-    sys.exit(serve_model(model_uri, host=host, port=port, workers=workers))
+    sys.exit(serve_model(model_uri, host=host, port=port, workers=workers,
+                         max_body=int(max_body_mb * (1 << 20)), allow_paths=allow_paths))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-def ui(host: str, port: int) -> None:
-    """Start the MLflow UI on tunetrack's store."""
-    import os
+@click.option("--open", "open_browser", is_flag=True, help="Open the runs view in a browser once it answers.")
+def ui(host: str, port: int, open_browser: bool) -> None:
+    """Start the MLflow UI on tunetrack's store; print its runs view once it answers."""
+    import signal
+    import subprocess
 
     from tunetrack.tracking.store import tracking_uri
+    from tunetrack.tracking.uilinks import latest_search, run_url, runs_url, wait_until_up
 
     uri = tracking_uri()
-    click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C stops it)")
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", host, "--port", str(port)])
+    found = latest_search()
+    click.echo(f"starting the MLflow UI on {uri} ...", err=True)
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                                "--host", host, "--port", str(port)])
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        if not wait_until_up(base, lambda: process.poll() is None):
+            process.terminate()
+            raise click.ClickException(f"the MLflow UI did not answer on {base} (exit status "
+                                       f"{process.wait()})")
+        url = (runs_url(base, found[0], found[2], found[3]) if found
+               else f"{base}/#/experiments?workflowType=machine_learning")
+        click.echo(f"MLflow UI on {uri}: {url}")
+        if found:
+            click.echo(f"  latest search: {run_url(base, found[0], found[1])}")
+        click.echo("  (Ctrl-C stops it)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+        sys.exit(process.wait())
+    except KeyboardInterrupt:
+        process.terminate()
+        sys.exit(process.wait())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,13 @@ TAG_REASON = "tunetrack.reason"
 TAG_FAMILY = "tunetrack.family"
 TAG_TUNER = "tunetrack.tuner"
 TAG_SEED = "tunetrack.seed"
+# MLflow's own: the run description (markdown the UI shows whole) and the run's name.
+TAG_NOTE = "mlflow.note.content"
+TAG_RUN_NAME = "mlflow.runName"
+# An experiment tag: "custom_model_development" opens MLflow 3's UI on runs and models, not
+# the GenAI overview (traces); ``?workflowType=machine_learning`` in a URL does the same.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_ML = "custom_model_development"
 
 # -- a search (parent) run ---------------------------------------------------------------------
 TAG_PIPELINE = "tunetrack.pipeline"
@@ -38,6 +45,8 @@ TAG_STOP_REASON = "tunetrack.stop_reason"  # why it ended before its budget (--m
 # -- a trial (child) run -----------------------------------------------------------------------
 TAG_TRIAL_ID = "tunetrack.trial_id"
 TAG_TRIAL_STATUS = "tunetrack.trial_status"
+# TAG_REASON on a trial is short ("params > 200k", "NaN loss"): what the runs table can show.
+# The whole reason is the run's description (TAG_NOTE); see :func:`full_reason`.
 TAG_REJECT_KIND = "tunetrack.reject_kind"  # "impossible" or "constraint"
 TAG_WORKER = "tunetrack.worker"  # keras-tuner tuner id of the worker that trained it
 
@@ -46,17 +55,52 @@ ROLE_TRIAL = "trial"
 ROLE_PROMOTION = "promotion"
 
 # -- metrics -----------------------------------------------------------------------------------
-METRIC_PARAMS_TOTAL = "params_total"
-METRIC_PARAMS_TRAINABLE = "params_trainable"
-METRIC_FLOPS = "flops_per_example"
-METRIC_TRAIN_SECONDS = "train_seconds"
-METRIC_BEST_EPOCH = "best_epoch"  # 1-based: the epoch number a user reads on the curve + 1
-METRIC_EPOCHS_TRAINED = "epochs_trained"
-METRIC_TRIALS_COMPLETED = "trials_completed"
-METRIC_TRIALS_REJECTED = "trials_rejected"
-METRIC_TRIALS_FAILED = "trials_failed"
-METRIC_SEARCH_SECONDS = "search_seconds"
+# Grouped by "/" prefix: MLflow 3's chart view makes a section of each prefix, prefixed
+# sections first (alphabetically), unprefixed ones ("Model metrics") last.
+# A trial: its learning curves are "<keras metric>/train" and "<keras metric>/val" (see
+# curve_name), one value per epoch. Epochs count from 1 everywhere: step 1 is the first epoch,
+# and METRIC_BEST_EPOCH is the step of the best objective value (the weights that are kept).
+# Its scores ``best_<keras metric>`` and ``final_<keras metric>`` are unprefixed, so sorting the
+# runs table by ``best_val_accuracy`` ranks trials only.
+METRIC_PARAMS_TOTAL = "size/params"
+METRIC_PARAMS_TRAINABLE = "size/trainable_params"
+METRIC_FLOPS = "size/flops_per_example"
+METRIC_TRAIN_SECONDS = "training/seconds"
+METRIC_BEST_EPOCH = "training/best_epoch"
+METRIC_EPOCHS_TRAINED = "training/epochs"
+# A search run's summary: its own "search/" names, never a trial's.
+METRIC_TRIALS_COMPLETED = "search/trials_completed"
+METRIC_TRIALS_REJECTED = "search/trials_rejected"
+METRIC_TRIALS_FAILED = "search/trials_failed"
+METRIC_SEARCH_SECONDS = "search/seconds"
+# A promotion run: the sealed test split's verdict (per-class figures: the test_per_class.csv
+# artifact, not metrics).
+METRIC_TEST_ACCURACY = "test/accuracy"
+METRIC_TEST_LOSS = "test/loss"
+METRIC_CHAMPION_TEST_ACCURACY = "test/champion_accuracy"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def curve_name(keras_key: str) -> str:
+    """A Keras history key as a trial's curve: ``val_accuracy`` -> ``accuracy/val``,
+    ``loss`` -> ``loss/train``; train and validation of one metric share a chart section."""
+    if keras_key.startswith("val_"):
+        return f"{keras_key[len('val_'):]}/val"
+    return f"{keras_key}/train"
+
+
+def search_best(objective: str) -> str:
+    """The search run's best score: ``search/best_val_accuracy``."""
+    return f"search/best_{objective}"
+
+
+def full_reason(tags: dict[str, str]) -> str | None:
+    """Why a trial was not trained to the end: its description, else its short reason tag."""
+    status = tags.get(TAG_TRIAL_STATUS)
+    if status and status != "completed" and tags.get(TAG_NOTE):
+        return tags[TAG_NOTE].split("\n", 1)[0].strip() or tags.get(TAG_REASON)
+    return tags.get(TAG_REASON)
+
 
 # -- objectives --------------------------------------------------------------------------------
 # The metrics Keras logs for every family, and which way is better. A pipeline may state the

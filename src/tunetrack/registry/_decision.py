@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from tunetrack import names
 from tunetrack.errors import PromotionRefused
 from tunetrack.registry._aliases import TAG_SEARCH_RUN, TAG_TRIAL_RUN
-from tunetrack.registry._evaluation import Evaluation
+from tunetrack.registry._evaluation import (
+    CONFUSION_PLOT,
+    PER_CLASS_TABLE,
+    Evaluation,
+    confusion_figure,
+    per_class_table,
+)
 from tunetrack.registry._lookup import experiment_id
 
 if TYPE_CHECKING:
@@ -105,10 +111,29 @@ def refusals(result: PromotionResult, min_test_accuracy: float | None) -> list[s
 
 
 def decision_run(mlclient: MlflowClient, experiment_id: str, model_name: str) -> str:
+    """The promotion run: it holds the packaged classifier, the test verdict and the decision;
+    the judged trial runs are only read."""
     run = mlclient.create_run(experiment_id, run_name=f"promote-{model_name}-"
                                                       f"{time.strftime('%Y%m%d-%H%M%S')}",
                               tags={names.TAG_ROLE: names.ROLE_PROMOTION})
     return run.info.run_id
+
+
+def abandon_decision(mlclient: MlflowClient, run_id: str, error: BaseException) -> None:
+    """A promotion that raised before its decision was recorded: FAILED, with the reason."""
+    reason = f"{type(error).__name__}: {error}"[:500]
+    mlclient.set_tag(run_id, names.TAG_REASON, reason)
+    mlclient.set_tag(run_id, names.TAG_NOTE, f"Promotion failed: {reason}")
+    mlclient.set_terminated(run_id, "FAILED")
+
+
+def _description(result: PromotionResult) -> str:
+    w = result.winner
+    trials = (", ".join(f"trial {e.trial_id} (run {e.run_id})" for e in result.members)
+              if result.members else f"trial {w.trial_id} (run {w.run_id})")
+    return (f"{result.reason}\n\nJudged on the sealed test split: {trials} of search run "
+            f"{result.search_run_id}; test accuracy {w.test_accuracy:.4f}, test loss "
+            f"{w.test_loss:.4f}. Per-class precision and recall: `{PER_CLASS_TABLE}`.")
 
 
 def record_decision(mlclient: MlflowClient, experiment_id: str, result: PromotionResult,
@@ -123,13 +148,20 @@ def record_decision(mlclient: MlflowClient, experiment_id: str, result: Promotio
               TAG_MODEL_VERSION: result.version, TAG_ALIAS: result.alias,
               TAG_SEARCH_RUN: result.search_run_id, TAG_TRIAL_RUN: w.run_id,
               names.TAG_TRIAL_ID: w.trial_id, TAG_CHAMPION_VERSION: result.champion_version,
-              TAG_CHAMPION_SCORE: result.champion_score_source, names.TAG_REASON: result.reason})
+              TAG_CHAMPION_SCORE: result.champion_score_source, names.TAG_REASON: result.reason,
+              names.TAG_NOTE: _description(result)})
     log.params({"metric": result.metric, "min_test_accuracy": min_test_accuracy,
                 "candidates": len(result.candidates), "ensemble": len(result.members) or 1})
-    log.metrics({"test_accuracy": w.test_accuracy, "test_loss": w.test_loss})
+    log.metrics({names.METRIC_TEST_ACCURACY: w.test_accuracy,
+                 names.METRIC_TEST_LOSS: w.test_loss})
     if result.champion_test_accuracy is not None:
-        log.metric("champion_test_accuracy", result.champion_test_accuracy)
+        log.metric(names.METRIC_CHAMPION_TEST_ACCURACY, result.champion_test_accuracy)
     log.flush()
+    mlclient.log_text(run_id, per_class_table(w), PER_CLASS_TABLE)
+    if w.confusion.size:
+        mlclient.log_figure(run_id, confusion_figure(
+            w.confusion, list(w.precision), f"trial {w.trial_id}: test accuracy "
+                                            f"{w.test_accuracy:.4f}"), CONFUSION_PLOT)
     mlclient.log_dict(run_id, {
         "decision": result.decision, "model_name": result.model_name, "version": result.version,
         "search_run_id": result.search_run_id, "trial_run_id": w.run_id,
@@ -161,11 +193,12 @@ def promotion_history(experiment: str, model_name: str | None = None) -> list[di
              "search_run_id": r.data.tags.get(TAG_SEARCH_RUN),
              "trial_run_id": r.data.tags.get(TAG_TRIAL_RUN),
              "trial_id": r.data.tags.get(names.TAG_TRIAL_ID),
-             "test_accuracy": r.data.metrics.get("test_accuracy"),
+             "test_accuracy": r.data.metrics.get(names.METRIC_TEST_ACCURACY),
              "champion_version": r.data.tags.get(TAG_CHAMPION_VERSION),
-             "champion_test_accuracy": r.data.metrics.get("champion_test_accuracy"),
+             "champion_test_accuracy": r.data.metrics.get(names.METRIC_CHAMPION_TEST_ACCURACY),
              "reason": r.data.tags.get(names.TAG_REASON)} for r in runs]
 
 
-__all__ = ["DECISIONS", "PromotionResult", "Refused", "decision_run", "fmt_score",
+__all__ = ["DECISIONS", "PromotionResult", "Refused", "abandon_decision", "decision_run",
+           "fmt_score",
            "promotion_history", "record_decision", "refusals"]

@@ -1,5 +1,6 @@
 """The sealed test split's verdict on a trial: accuracy, loss, per-class precision/recall and a
-confusion matrix, logged to the trial's run so the test set's use is on record."""
+confusion matrix. Nothing is written to the trial's run (its times and status stay those of its
+training): the promotion run records the verdict (see ``_decision.record_decision``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from tunetrack.data import Dataset
 
 CONFUSION_PLOT = "plots/test_confusion_matrix.png"
+PER_CLASS_TABLE = "test_per_class.csv"
 
 
 class Scores(NamedTuple):
@@ -72,8 +74,13 @@ def _load_trial(mlclient: MlflowClient, run: Run) -> Classifier:
     return Classifier(model, prep)
 
 
-def _metric_key(class_name: str) -> str:
-    return re.sub(r"[^\w\-. /]", "_", class_name)
+def per_class_table(evaluation: Evaluation) -> str:
+    """``class,precision,recall`` as CSV: one row per class (a table, not 2 x C metrics)."""
+    rows = ["class,precision,recall"]
+    for name, precision in evaluation.precision.items():
+        label = f'"{name}"' if re.search(r'[,"\n]', name) else name
+        rows.append(f"{label},{precision:.4f},{evaluation.recall[name]:.4f}")
+    return "\n".join(rows) + "\n"
 
 
 def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
@@ -97,7 +104,7 @@ def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
                       confusion_matrix(y, pred, labels=labels))
 
 
-def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
+def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
     """A Figure without pyplot: no global backend state, safe in servers and tests."""
     from matplotlib.figure import Figure
 
@@ -122,24 +129,15 @@ def _confusion_figure(confusion: np.ndarray, class_names: list[str], title: str)
 
 def judge(mlclient: MlflowClient, run: Run, dataset: Dataset, metric_key: str
           ) -> tuple[Evaluation, Classifier]:
-    """Evaluate one trial on the test split and record the result on its run."""
-    from tunetrack.tracking.store import RunLogger
-
+    """Evaluate one trial on the test split (read-only: the trial's run is not touched)."""
     classifier = _load_trial(mlclient, run)
     acc, loss, precision, recall, confusion = evaluate(classifier, dataset)
     run_id = run.info.run_id
-    log = RunLogger(mlclient, run_id).metrics({"test_accuracy": acc, "test_loss": loss})
-    for name in dataset.class_names:
-        log.metric(f"test_precision_{_metric_key(name)}", precision[name])
-        log.metric(f"test_recall_{_metric_key(name)}", recall[name])
-    log.flush()
     trial_id = run.data.tags.get(names.TAG_TRIAL_ID, run_id)
-    mlclient.log_figure(run_id, _confusion_figure(confusion, dataset.class_names,
-                                                  f"trial {trial_id}: test accuracy {acc:.4f}"),
-                        CONFUSION_PLOT)
     return Evaluation(run_id, trial_id, classifier.prep.family,
                       float(run.data.metrics[metric_key]), acc, loss, precision, recall,
                       confusion), classifier
 
 
-__all__ = ["CONFUSION_PLOT", "Evaluation", "Scores", "evaluate", "judge"]
+__all__ = ["CONFUSION_PLOT", "PER_CLASS_TABLE", "Evaluation", "Scores", "confusion_figure",
+           "evaluate", "judge", "per_class_table"]

@@ -9,7 +9,7 @@ decision run that records each outcome (``_decision``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunetrack.errors import TrackingError
 from tunetrack.registry import _aliases, _lookup
@@ -18,6 +18,7 @@ from tunetrack.registry._classifier import Classifier, EnsembleClassifier
 from tunetrack.registry._decision import (
     PromotionResult,
     Refused,
+    abandon_decision,
     decision_run,
     fmt_score,
     promotion_history,
@@ -54,8 +55,9 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     Alias ``champion`` moves to the new version only if it reaches ``min_test_accuracy`` and
     at least the current champion's test accuracy; else the version becomes ``challenger`` and
     :class:`~tunetrack.errors.PromotionRefused` (exit 1, with ``.result``) says why.
-    ``dry_run`` evaluates and reports (test metrics are still logged to the trial runs) but
-    registers nothing.
+    ``dry_run`` evaluates and reports but writes nothing. Trial runs are only read: the verdict,
+    the packaged classifier and the decision go on a promotion run (``tunetrack.role=promotion``,
+    linked to the trial by tags) and on the registered version.
     """
     from tunetrack.tracking.store import client
 
@@ -99,10 +101,26 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
         result.reason = f"dry run, nothing registered: {verdict}"
         return result
 
-    # A trial's classifier lives in the trial's run; an ensemble's in its decision run.
-    ensemble_run = decision_run(mlclient, experiment_id, model_name) if members else None
-    result.model_uri = log_classifier(ensemble_run or winner.run_id, classifier)
-    tags = _aliases.version_tags(search_id, winner, dataset.fingerprint, len(members))
+    # The classifier lives in the promotion run, so the trial's run keeps its times and status.
+    run_id = decision_run(mlclient, experiment_id, model_name)
+    try:
+        _register(mlclient, result, run_id, classifier, dataset.fingerprint, refused)
+        result.decision_run_id = record_decision(mlclient, experiment_id, result,
+                                                 min_test_accuracy, run_id)
+    except BaseException as error:
+        abandon_decision(mlclient, run_id, error)
+        raise
+    if refused:
+        raise Refused(result)
+    return result
+
+
+def _register(mlclient: Any, result: PromotionResult, run_id: str, classifier: Classifier,
+              fingerprint: str, refused: list[str]) -> None:
+    """Log the classifier to the promotion run, register it and move the alias."""
+    winner, model_name, members = result.winner, result.model_name, result.members
+    result.model_uri = log_classifier(run_id, classifier)
+    tags = _aliases.version_tags(result.search_run_id, winner, fingerprint, len(members))
     version = _aliases.register(mlclient, model_name, result.model_uri, tags)
     result.version = str(version.version)
     result.alias = CHALLENGER if refused else CHAMPION
@@ -120,11 +138,6 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
                   if result.champion_version else "the first champion")
         result.reason = (f"'{model_name}' version {result.version} is now '{CHAMPION}' with test "
                          f"accuracy {winner.test_accuracy:.4f}, {before}")
-    result.decision_run_id = record_decision(mlclient, experiment_id, result, min_test_accuracy,
-                                             ensemble_run)
-    if refused:
-        raise Refused(result)
-    return result
 
 
 def _ensemble(judged: list[tuple[Evaluation, Classifier]], dataset: Dataset

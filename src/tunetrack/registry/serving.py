@@ -20,8 +20,10 @@ from typing import Any
 
 import pandas as pd
 
+from tunetrack import names
 from tunetrack.data import IMAGE_EXTENSIONS
 from tunetrack.errors import DataError, TrackingError, allowed_list
+from tunetrack.registry._aliases import TAG_TRIAL_RUN
 from tunetrack.registry._classifier import CLASSIFIER, KERAS_MODEL
 from tunetrack.registry._front import DEFAULT_MAX_BODY
 from tunetrack.registry._pyfunc import ALLOW_PATHS_ENV, load_classifier, model_info
@@ -87,13 +89,24 @@ def predict(model_uri: str, paths: Iterable[str | Path], fmt: str = "table"
 # --------------------------------------------------------------------------- serve
 
 def classifier_uri(model_uri: str) -> str:
-    """Serve the classifier, not the bare network: a trial's ``runs:/ID/model`` becomes
-    ``runs:/ID/classifier`` when the trial was promoted."""
+    """Serve the classifier, not the bare network: a promoted trial's ``runs:/ID/model``
+    becomes the classifier its latest promotion run logged, ``runs:/PROMOTION/classifier``
+    (a trial never promoted is served as its bare Keras network)."""
     prefix = "runs:/"
-    if model_uri.startswith(prefix) and model_uri.rstrip("/").endswith(f"/{KERAS_MODEL}"):
-        run_id = model_uri[len(prefix):].split("/", 1)[0]
-        return f"{prefix}{run_id}/{CLASSIFIER}"
-    return model_uri
+    if not (model_uri.startswith(prefix) and model_uri.rstrip("/").endswith(f"/{KERAS_MODEL}")):
+        return model_uri
+    from tunetrack.tracking.store import client
+
+    run_id = model_uri[len(prefix):].split("/", 1)[0]
+    mlclient = client()
+    experiment = mlclient.get_run(run_id).info.experiment_id
+    promotions = mlclient.search_runs(
+        [experiment], f"tags.`{TAG_TRIAL_RUN}` = '{run_id}' and "
+        f"tags.`{names.TAG_ROLE}` = '{names.ROLE_PROMOTION}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not promotions:
+        return model_uri
+    return f"{prefix}{promotions[0].info.run_id}/{CLASSIFIER}"
 
 
 def serve_command(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,

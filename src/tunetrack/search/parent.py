@@ -55,6 +55,9 @@ def open_search(pipeline: Pipeline, space: Any, dataset: Any, *, mode: str = "au
         {**search_tags(pipeline, space, dataset), names.TAG_SEARCH_KEY: plan.key,
          **resume.snapshot(pipeline), names.TAG_OWNER: resume.owner()})
     log.params(search_params(pipeline, space, dataset)).flush()
+    # MLflow 3's UI opens an experiment of this kind on its runs, not on the GenAI overview.
+    tracker.client.set_experiment_tag(tracker.experiment_id, names.TAG_EXPERIMENT_KIND,
+                                      names.EXPERIMENT_KIND_ML)
     tracker.log_artifact(log.run_id, pipeline.path, "config")
     tracker.log_artifact(log.run_id, space.path, "config")
     tracker.client.log_dict(log.run_id, dataset.summary(), "data.json")
@@ -115,6 +118,20 @@ def search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any
             **{f"data.{k}_size": v for k, v in sizes.items()}}
 
 
+def search_description(result: SearchResult) -> str:
+    """The search run's description (markdown): its summary and its ten best trials."""
+    from tunetrack.tracking import compare
+
+    lines = [line for line in result.summary_lines() if not line.startswith("search run ")]
+    text = "\n".join(f"    {line}" for line in lines)
+    if result.trials:
+        board = compare.leaderboard(result.trials, result.objective, result.direction)
+        shown = [c.format(objective=result.objective) for c in compare.LEADERBOARD_HEAD]
+        text += ("\n\nBest trials (all of them: `leaderboard.md`, `leaderboard.csv`):\n\n"
+                 + compare.leaderboard_markdown(board.head(10)[shown]))
+    return text
+
+
 def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None) -> None:
     """Summary metrics, best-trial tags, leaderboard and plots; then the parent's final status."""
     best = result.best
@@ -123,10 +140,12 @@ def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | N
                  names.METRIC_TRIALS_FAILED: result.count(TrialStatus.FAILED),
                  names.METRIC_SEARCH_SECONDS: result.elapsed})
     if best is not None:
-        log.metrics({f"best_{result.pipeline.objective}": best.objective})
-        if "val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
-            log.metric("best_val_accuracy", best.metrics.get("best_val_accuracy", best.objective))
+        log.metrics({names.search_best(result.pipeline.objective): best.objective})
+        if "best_val_accuracy" in best.metrics or result.pipeline.objective == "val_accuracy":
+            log.metric(names.search_best("val_accuracy"),
+                       best.metrics.get("best_val_accuracy", best.objective))
         log.tags({names.TAG_BEST_TRIAL: best.trial_id, names.TAG_BEST_RUN: best.run_id})
+    log.tags({names.TAG_NOTE: search_description(result)})
     if failure:
         log.tags({names.TAG_REASON: failure})
     if result.trials:

@@ -242,7 +242,7 @@ def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[TrialR
         trial_id = tags[names.TAG_TRIAL_ID]
         candidate = {k: _value(v) for k, v in run.data.params.items() if not k.startswith("tuner/")}
         record = TrialRecord(trial_id, status, candidate, run_id=run.info.run_id,
-                             reason=tags.get(names.TAG_REASON),
+                             reason=names.full_reason(tags),
                              seconds=metrics.get(names.METRIC_TRAIN_SECONDS, 0.0))
         if status is TrialStatus.COMPLETED:
             record.objective = metrics.get(f"best_{objective}")

@@ -24,6 +24,7 @@ from typing import Any
 from tunetrack import names
 from tunetrack.errors import CandidateRejected
 from tunetrack.names import RunStatus, TrialStatus
+from tunetrack.search import runnames
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import HYPERBAND_KEYS, REJECTED_METRIC, TrialRecord, best_of
 from tunetrack.space.pipeline import Pipeline
@@ -149,17 +150,18 @@ class TrialRunner:
                                     trial_id=trial.trial_id, shown=self.shown(candidate))
         t0 = time.perf_counter()
         extra = {k: hp_values[k] for k in HYPERBAND_KEYS if k in hp_values}
+        plan = None
         try:
             plan = plan_candidate(self.family, candidate, self.dataset.image_shape,
                                   self.num_classes)
             check_constraints(plan, self.constraints)
         except CandidateRejected as exc:
-            self._record_rejected(trial.trial_id, candidate, exc, t0, extra)
+            self._record_rejected(trial.trial_id, candidate, exc, t0, extra, plan)
             return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
 
         record = TrialRecord(trial.trial_id, TrialStatus.COMPLETED, candidate,
                              params_total=plan.total_params)
-        log = self.tracker.start_trial(trial.trial_id, f"trial-{trial.trial_id}",
+        log = self.tracker.start_trial(trial.trial_id, runnames.running_name(trial.trial_id),
                                        self.trial_tags())
         record.run_id = log.run_id
         log.params(candidate).params(extra).flush()
@@ -187,14 +189,29 @@ class TrialRunner:
         self.trials.append(record)
         self.reporter.trial_ended(record, best=self.best(), elapsed=self.elapsed())
 
+    def _outcome_tags(self, record: TrialRecord, **description: Any) -> dict[str, Any]:
+        """Name, short reason and description of a finished trial (see ``runnames``)."""
+        planned = self.pipeline.training.epochs
+        tags = {names.TAG_TRIAL_STATUS: record.status.value,
+                names.TAG_RUN_NAME: runnames.trial_run_name(record, epochs_planned=planned),
+                names.TAG_NOTE: runnames.trial_description(
+                    record, self.pipeline.objective, epochs_planned=planned, **description)}
+        if record.reason:
+            tags[names.TAG_REASON] = runnames.short_reason(record.reason)
+        return tags
+
     def _record_rejected(self, trial_id: str, candidate: dict[str, Any], exc: CandidateRejected,
-                         t0: float, extra: dict[str, Any]) -> None:
+                         t0: float, extra: dict[str, Any], plan: Any = None) -> None:
         record = TrialRecord(trial_id, TrialStatus.REJECTED, candidate, reason=exc.reason)
-        log = self.tracker.start_trial(trial_id, f"trial-{trial_id}", {
-            **self.trial_tags(), names.TAG_TRIAL_STATUS: TrialStatus.REJECTED.value,
-            names.TAG_REASON: exc.reason, names.TAG_REJECT_KIND: exc.kind})
+        tags = self._outcome_tags(record)
+        if plan is not None:  # it broke a budget: the plan shows which layer
+            tags[names.TAG_NOTE] += " `plan.txt` lists every layer's shape and parameters."
+        log = self.tracker.start_trial(trial_id, tags[names.TAG_RUN_NAME], {
+            **self.trial_tags(), **tags, names.TAG_REJECT_KIND: exc.kind})
         record.run_id = log.run_id
         log.params(candidate).params(extra).flush()
+        if plan is not None:
+            self.tracker.log_text(log.run_id, plan.table(), "plan.txt")
         self.tracker.end_run(log.run_id, RunStatus.FINISHED)
         record.seconds = time.perf_counter() - t0
         self._finish(record)
@@ -204,9 +221,8 @@ class TrialRunner:
         record.status = TrialStatus.FAILED
         record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
         record.seconds = time.perf_counter() - t0
-        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.FAILED.value,
-                  names.TAG_REASON: record.reason}).metric(names.METRIC_TRAIN_SECONDS,
-                                                           record.seconds).flush()
+        log.tags(self._outcome_tags(record)).metric(names.METRIC_TRAIN_SECONDS,
+                                                    record.seconds).flush()
         self.tracker.log_text(log.run_id, "".join(traceback.format_exception(exc)),
                               "traceback.txt")
         self.tracker.end_run(log.run_id, RunStatus.FAILED)
@@ -215,11 +231,11 @@ class TrialRunner:
     def _record_completed(self, record: TrialRecord, log: Any, history: Any, plan: Any,
                           t0: float) -> None:
         record.seconds = time.perf_counter() - t0
-        steps = list(history.epoch)
+        steps = [int(e) + 1 for e in history.epoch]  # epochs count from 1 (names.py)
         objective = self.pipeline.objective
         series = history.history
         for key, values in series.items():
-            log.series(key, [float(v) for v in values], steps)
+            log.series(names.curve_name(key), [float(v) for v in values], steps)
         pick = max if self.pipeline.direction == "max" else min
         best_index = series[objective].index(pick(series[objective]))
         record.objective = float(series[objective][best_index])
@@ -233,12 +249,16 @@ class TrialRunner:
             record.metrics[f"best_{key}"] = float(min(values) if "loss" in key else max(values))
             record.metrics[f"final_{key}"] = float(values[-1])
         record.metrics[objective] = record.objective
-        log.metrics({names.METRIC_PARAMS_TOTAL: total, names.METRIC_PARAMS_TRAINABLE: trainable,
-                     names.METRIC_FLOPS: plan.flops, names.METRIC_TRAIN_SECONDS: record.seconds,
-                     names.METRIC_BEST_EPOCH: steps[best_index] + 1,
-                     names.METRIC_EPOCHS_TRAINED: len(steps),
-                     **{k: v for k, v in record.metrics.items() if k != objective}})
-        log.tags({names.TAG_TRIAL_STATUS: TrialStatus.COMPLETED.value})
+        # The scores also go on the trial's LoggedModel (the experiment's Models tab).
+        scores = {names.METRIC_PARAMS_TOTAL: total,
+                  **{k: v for k, v in record.metrics.items() if k != objective}}
+        log.metrics({names.METRIC_PARAMS_TRAINABLE: trainable, names.METRIC_FLOPS: plan.flops,
+                     names.METRIC_TRAIN_SECONDS: record.seconds,
+                     names.METRIC_BEST_EPOCH: steps[best_index],
+                     names.METRIC_EPOCHS_TRAINED: len(steps)})
+        log.tags(self._outcome_tags(record, best_epoch=steps[best_index]))
+        if model is None:
+            log.metrics(scores)
         log.flush()
         if model is not None:
             from tunetrack.tracking import artifacts
@@ -248,7 +268,8 @@ class TrialRunner:
             artifacts.log_trial(self.tracker, log.run_id, model=model, plan=plan,
                                 history=history, x_val=x_val, y_val=self.dataset.y_val,
                                 preprocessing=self.preprocessing(record.candidate),
-                                uploads=self.uploads)
+                                uploads=self.uploads, scores=scores,
+                                model_params=record.candidate)
         self.tracker.end_run(log.run_id, RunStatus.FINISHED)
         self.trained += 1
         self.last_model = None
@@ -276,11 +297,11 @@ class TrialRunner:
             return
         from tunetrack.tracking.store import RunLogger
 
-        _, run_id = self.running
+        record, run_id = self.running
         self.running = None
         # One batch, retried while SQLite is locked (a reader may hold it as we are stopped).
-        RunLogger(self.tracker.client, run_id).tags({
-            names.TAG_TRIAL_STATUS: TrialStatus.KILLED.value, names.TAG_REASON: reason}).flush()
+        record.status, record.reason = TrialStatus.KILLED, reason
+        RunLogger(self.tracker.client, run_id).tags(self._outcome_tags(record)).flush()
         self.tracker.end_run(run_id, RunStatus.KILLED)
 
     def check_budget(self, tuner: Any) -> None:

@@ -1,10 +1,14 @@
 """What a trial and a search leave in MLflow besides params and metrics: model, plots, tables.
 
-Models are saved with ``mlflow.keras.save_model`` into a temporary folder and uploaded as the
-run's ``model/`` artifact: with explicit ``pip_requirements`` and a ``signature`` this takes
-~0.1 s per model instead of ~8.5 s of requirement inference. The folder is created before
-``save_model`` is called, which works around MLflow 3.17 writing ``input_example.json`` before
-it creates the model folder (``FileNotFoundError`` otherwise).
+Each trained trial's model is an MLflow 3 *LoggedModel* named ``model`` whose source run is the
+trial: it is listed under the experiment's Models tab and the run's "Logged models", with the
+trial's hyperparameters and scores, and ``runs:/RUN_ID/model`` still finds it (MLflow resolves a
+run URI to the run's logged model of that name). It is made with the client calls
+``mlflow.keras.log_model`` makes, minus the two slow ones: the model is saved with
+``mlflow.keras.save_model`` with explicit ``pip_requirements`` and a ``signature`` (~0.1 s
+instead of ~8.5 s of requirement inference) and not reloaded to validate its input example. The
+folder is created before ``save_model`` is called, which works around MLflow 3.17 writing
+``input_example.json`` before it creates the model folder (``FileNotFoundError`` otherwise).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -37,20 +42,40 @@ def model_requirements() -> list[str]:
 
 
 def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
-                    artifact_path: str = "model") -> None:
-    """Upload ``model`` as an MLflow Keras-flavor model with signature and input example."""
+                    name: str = "model", *, scores: dict[str, float] | None = None,
+                    params: dict[str, Any] | None = None) -> str:
+    """Log ``model`` as the run's Keras-flavor LoggedModel ``name`` (signature, input example);
+    ``scores`` are logged to the run and to the model at step 0. Returns the model id."""
     import mlflow.keras
-    from mlflow.models import infer_signature
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model, infer_signature
+
+    from tunetrack.tracking.store import retry_locked
 
     example = np.asarray(example[:2], dtype="float32")
     output = keras_ops_numpy(model(example, training=False))  # eager call: no retracing
     signature = infer_signature(example, output)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = retry_locked(client.create_logged_model, experiment_id, name=name,
+                          source_run_id=run_id,
+                          params={k: str(v) for k, v in (params or {}).items()},
+                          tags={"mlflow.modelFlavor": "keras"})
+    retry_locked(client.log_outputs, run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    now = int(time.time() * 1000)
+    if scores:
+        retry_locked(client.log_batch, run_id, metrics=[
+            Metric(k, float(v), now, 0, model_id=logged.model_id, run_id=run_id)
+            for k, v in scores.items()])
     with tempfile.TemporaryDirectory(prefix="tunetrack-model-") as tmp:
-        path = os.path.join(tmp, artifact_path)
+        path = os.path.join(tmp, name)
         os.makedirs(path)
-        mlflow.keras.save_model(model, path, signature=signature, input_example=example,
-                                pip_requirements=model_requirements())
-        client.log_artifacts(run_id, path, artifact_path)
+        described = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
+                          run_id=run_id, model_id=logged.model_id)
+        mlflow.keras.save_model(model, path, mlflow_model=described, signature=signature,
+                                input_example=example, pip_requirements=model_requirements())
+        retry_locked(client.log_model_artifacts, logged.model_id, path)
+    retry_locked(client.finalize_logged_model, logged.model_id, "READY")
+    return str(logged.model_id)
 
 
 def keras_ops_numpy(tensor: Any) -> np.ndarray:
@@ -123,7 +148,8 @@ def warm_up() -> None:
 
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any],
-              uploads: BackgroundUploads | None = None) -> None:
+              uploads: BackgroundUploads | None = None, scores: dict[str, float] | None = None,
+              model_params: dict[str, Any] | None = None) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots.
 
     What needs the model (saving it, the validation predictions) happens now; the figures are
@@ -137,11 +163,11 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
     client.log_text(run_id, plan.table(), "architecture.txt")
     client.log_dict(run_id, plan.to_dict(), "architecture.json")
     client.log_dict(run_id, preprocessing, "preprocessing.json")
-    log_keras_model(client, run_id, model, x_val)
-    scores = np.concatenate([keras_ops_numpy(model(x_val[i:i + 512], training=False))
+    log_keras_model(client, run_id, model, x_val, scores=scores, params=model_params)
+    probabilities = np.concatenate([keras_ops_numpy(model(x_val[i:i + 512], training=False))
                              for i in range(0, len(x_val), 512)])  # eager: no predict() trace
     args = (client, run_id, {k: list(v) for k, v in history.history.items()},
-            list(history.epoch), np.asarray(y_val), scores.argmax(axis=1),
+            [int(e) + 1 for e in history.epoch], np.asarray(y_val), probabilities.argmax(axis=1),
             list(preprocessing["class_names"]))
     if uploads is None:
         _trial_figures(*args)
@@ -166,8 +192,9 @@ def log_search(tracker: Any, run_id: str, result: Any) -> None:
 
     client = tracker.client
     objective = result.pipeline.objective
-    board = compare.leaderboard(result.trials, objective)
+    board = compare.leaderboard(result.trials, objective, result.pipeline.direction)
     client.log_text(run_id, board.to_csv(index=False), "leaderboard.csv")
+    client.log_text(run_id, compare.leaderboard_markdown(board) + "\n", "leaderboard.md")
     done = board[board["status"] == "completed"] if "status" in board else board
     if len(done):
         _log_figure(client, run_id, plots.accuracy_vs_params(

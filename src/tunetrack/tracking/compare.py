@@ -29,6 +29,10 @@ FORMATS = ("table", "csv", "json", "markdown")
 FIXED_HEAD = ("trial_id", "status", "{objective}", "params_total", "epochs", "train_seconds")
 FIXED_TAIL = ("run_id", "reason")
 REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
+# leaderboard.csv/.md: what a reader looks for first, the objective's verdict beside it.
+LEADERBOARD_HEAD = ("trial_id", "{objective}", "status", "reason", "params_total", "epochs",
+                    "train_seconds")
+LEADERBOARD_DIGITS = 4
 
 
 # -- finding the search ----------------------------------------------------------------------
@@ -171,14 +175,14 @@ def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run,
         "status": [_status(r) for r in runs],
         objective: [r.data.metrics.get(best_key, r.data.metrics.get(objective)) for r in runs],
         "params_total": [r.data.metrics.get(names.METRIC_PARAMS_TOTAL) for r in runs],
-        "epochs": [r.data.metrics.get("epochs_trained") for r in runs],
+        "epochs": [r.data.metrics.get(names.METRIC_EPOCHS_TRAINED) for r in runs],
         "train_seconds": [r.data.metrics.get(names.METRIC_TRAIN_SECONDS) for r in runs],
     }
     for key in hp_names:
         if key not in columns:
             columns[key] = _numeric([r.data.params.get(key) for r in runs], pd)
     columns["run_id"] = [r.info.run_id for r in runs]
-    columns["reason"] = [r.data.tags.get(names.TAG_REASON) for r in runs]
+    columns["reason"] = [names.full_reason(dict(r.data.tags)) for r in runs]
     df = pd.DataFrame(columns)
     for key in ("params_total", "epochs"):
         df[key] = pd.array([None if v is None or math.isnan(v) else int(v) for v in df[key]],
@@ -352,37 +356,45 @@ def compare(experiment: str | None = None, search: str | None = None, top: int |
 
 
 # -- the in-memory leaderboard ---------------------------------------------------------------
-def leaderboard(trials: list[Any], pipeline_objective: str) -> pd.DataFrame:
-    """One row per finished trial of a search, for ``leaderboard.csv`` on the parent run.
-
-    Built from the search's own records, so no store round trip is needed at the end of a search.
-    """
+def leaderboard(trials: list[Any], pipeline_objective: str, direction: str = "max"
+                ) -> pd.DataFrame:
+    """``leaderboard.csv`` of the parent run, from the search's own records: best first by the
+    objective (untrained trials last, in the order tried), :data:`LEADERBOARD_HEAD` first, scores
+    rounded to :data:`LEADERBOARD_DIGITS` places (hyperparameters as tried)."""
     import pandas as pd
 
     objective = pipeline_objective
+    head = [c.format(objective=objective) for c in LEADERBOARD_HEAD]
     hp_names: dict[str, None] = {}
     metric_names: dict[str, None] = {}
     for t in trials:
         hp_names.update(dict.fromkeys(t.candidate))
         metric_names.update(dict.fromkeys(k for k in t.metrics if k != objective))
-    fixed = set(fixed_columns(objective))
+    hps = [k for k in hp_names if k not in head and k != "run_id"]
+    scores = [k for k in sorted(metric_names) if k not in head and k not in hp_names]
     rows = []
     for t in trials:
         status = getattr(t.status, "value", t.status)
-        row: dict[str, Any] = {
-            "trial_id": t.trial_id, "status": status, objective: t.objective,
-            "params_total": t.params_total,
-            "epochs": t.epochs if status == names.TrialStatus.COMPLETED.value else None,
-            "train_seconds": t.seconds}
-        row.update({k: t.candidate.get(k) for k in hp_names if k not in fixed})
-        row.update({k: t.metrics.get(k) for k in sorted(metric_names) if k not in row})
-        row.update({"run_id": t.run_id, "reason": t.reason})
-        rows.append(row)
-    columns = (list(fixed_columns(objective)[:6]) + [k for k in hp_names if k not in fixed]
-               + [k for k in sorted(metric_names) if k not in fixed and k not in hp_names]
-               + list(FIXED_TAIL))
-    df = pd.DataFrame(rows, columns=columns)
+        trained = status == names.TrialStatus.COMPLETED.value
+        rows.append({"trial_id": t.trial_id, objective: t.objective, "status": status,
+                     "reason": t.reason, "params_total": t.params_total,
+                     "epochs": t.epochs if trained else None, "train_seconds": t.seconds,
+                     **{k: t.candidate.get(k) for k in hps},
+                     **{k: t.metrics.get(k) for k in scores}, "run_id": t.run_id})
+    df = pd.DataFrame(rows, columns=head + hps + scores + ["run_id"])
     for key in ("params_total", "epochs"):
         df[key] = df[key].astype("Int64")
     df[objective] = df[objective].astype("float64")
-    return df
+    for key in [objective, "train_seconds", *scores]:
+        if _is_numeric(df[key]):
+            df[key] = df[key].astype("float64").round(LEADERBOARD_DIGITS)
+    untrained = (df["status"] != names.TrialStatus.COMPLETED.value).astype(int)
+    return (df.assign(_untrained=untrained)
+            .sort_values(["_untrained", objective], ascending=[True, direction == "min"],
+                         na_position="last", kind="stable")
+            .drop(columns="_untrained").reset_index(drop=True))
+
+
+def leaderboard_markdown(df: pd.DataFrame) -> str:
+    """The leaderboard as a markdown table (the ``leaderboard.md`` twin of the CSV)."""
+    return _markdown(df)
