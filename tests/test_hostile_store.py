@@ -109,6 +109,36 @@ def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> 
     assert {o.strip() for o, _ in outs} == {"1"}  # one experiment, shared
 
 
+@pytest.mark.slow
+def test_two_searches_started_at_once_on_a_fresh_store_both_finish(tmp_path: Path) -> None:
+    """Both create MLflow's tables at the same moment; each records every one of its trials."""
+    from mlflow import MlflowClient
+
+    from tunetrack import names
+
+    from .conftest import write_pipeline
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    searches = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        pipeline = write_pipeline(folder, trials=2, epochs=1, name=name)
+        searches.append(subprocess.Popen(
+            [sys.executable, "-m", "tunetrack.cli", "search", str(pipeline), "-q"], env=env,
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in searches]
+    assert [p.returncode for p in searches] == [0, 0], [o[-1500:] for o in outs]
+    client = MlflowClient(uri)
+    for name in ("first", "second"):
+        experiment = client.get_experiment_by_name(name)
+        runs = client.search_runs([experiment.experiment_id])
+        trials = [r for r in runs if r.data.tags.get(names.TAG_ROLE) == names.ROLE_TRIAL]
+        assert [r.data.tags[names.TAG_TRIAL_STATUS] for r in trials] == ["completed"] * 2
+        assert all(r.info.status == "FINISHED" for r in runs)
+
+
 # -- image files -------------------------------------------------------------------------------
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels with almost no data."""
