@@ -23,12 +23,18 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def store(workdir: Path, monkeypatch: pytest.MonkeyPatch):
-    """A temporary SQLite MLflow store named by MLFLOW_TRACKING_URI; yields an MlflowClient."""
+    """A temporary SQLite MLflow store named by MLFLOW_TRACKING_URI; yields an MlflowClient.
+
+    MLflow's process-global tracking URI is pointed at it too: an earlier test in the same
+    worker may have left it on its own store, and the registry URI (through which ``runs:/``
+    URIs of LoggedModels resolve) defaults to it."""
+    import mlflow
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{workdir / 'store' / 'mlflow.db'}"
     (workdir / "store").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
 
