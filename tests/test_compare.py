@@ -472,3 +472,15 @@ def test_compare_command_does_not_import_mlflow(filled, tmp_path):
                          env={**os.environ, "MLFLOW_TRACKING_URI": filled.uri}, cwd=tmp_path,
                          timeout=120, check=True).stdout
     assert "the best 2 trials" in out and "mlflow imported: False" in out
+
+
+def test_stores_of_tunetrack_0_1_keep_their_sizes_and_times():
+    """0.1 logged params_total, epochs_trained, train_seconds; compare and resume read them."""
+    from tunetrack import names
+
+    old = {"params_total": 8986.0, "epochs_trained": 2.0, "train_seconds": 1.5}
+    assert names.read_metric(old, names.METRIC_PARAMS_TOTAL) == 8986.0
+    assert names.read_metric(old, names.METRIC_EPOCHS_TRAINED) == 2.0
+    assert names.read_metric({**old, names.METRIC_TRAIN_SECONDS: 3.0},
+                             names.METRIC_TRAIN_SECONDS) == 3.0  # the current name wins
+    assert names.read_metric({}, names.METRIC_SEARCH_SECONDS, 0.0) == 0.0

@@ -5,6 +5,7 @@ so they live in one place. A leaf module: it imports nothing of tunetrack.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 
 # -- tags every run kind carries -------------------------------------------------------------
@@ -73,6 +74,19 @@ METRIC_TRIALS_COMPLETED = "search/trials_completed"
 METRIC_TRIALS_REJECTED = "search/trials_rejected"
 METRIC_TRIALS_FAILED = "search/trials_failed"
 METRIC_SEARCH_SECONDS = "search/seconds"
+# What tunetrack 0.1 called them: read as a fallback, so its stores still compare and resume.
+LEGACY_METRICS = {METRIC_PARAMS_TOTAL: "params_total", METRIC_PARAMS_TRAINABLE: "params_trainable",
+                  METRIC_FLOPS: "flops_per_example", METRIC_TRAIN_SECONDS: "train_seconds",
+                  METRIC_BEST_EPOCH: "best_epoch", METRIC_EPOCHS_TRAINED: "epochs_trained",
+                  METRIC_SEARCH_SECONDS: "search_seconds"}
+
+
+def read_metric(metrics: Mapping[str, float], name: str, default: float | None = None
+                ) -> float | None:
+    """``metrics[name]``, else the value under its tunetrack 0.1 name, else ``default``."""
+    if name in metrics:
+        return metrics[name]
+    return metrics.get(LEGACY_METRICS.get(name, name), default)
 # A promotion run: the sealed test split's verdict (per-class figures: the test_per_class.csv
 # artifact, not metrics).
 METRIC_TEST_ACCURACY = "test/accuracy"

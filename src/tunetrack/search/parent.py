@@ -48,8 +48,8 @@ def open_search(pipeline: Pipeline, space: Any, dataset: Any, *, mode: str = "au
         resume.reopen(tracker, parent)
         log = RunLogger(tracker.client, parent.info.run_id)
         trials = resume.recorded_trials(tracker, parent.info.run_id, pipeline.objective)
-        return OpenedSearch(tracker, log, plan, trials,
-                            float(parent.data.metrics.get(names.METRIC_SEARCH_SECONDS, 0.0)))
+        seconds = names.read_metric(parent.data.metrics, names.METRIC_SEARCH_SECONDS, 0.0)
+        return OpenedSearch(tracker, log, plan, trials, float(seconds or 0.0))
     log = tracker.start_search(
         f"{pipeline.name}-{pipeline.tuner.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
         {**search_tags(pipeline, space, dataset), names.TAG_SEARCH_KEY: plan.key,

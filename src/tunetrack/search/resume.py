@@ -243,11 +243,12 @@ def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[TrialR
         candidate = {k: _value(v) for k, v in run.data.params.items() if not k.startswith("tuner/")}
         record = TrialRecord(trial_id, status, candidate, run_id=run.info.run_id,
                              reason=names.full_reason(tags),
-                             seconds=metrics.get(names.METRIC_TRAIN_SECONDS, 0.0))
+                             seconds=names.read_metric(metrics, names.METRIC_TRAIN_SECONDS,
+                                                       0.0) or 0.0)
         if status is TrialStatus.COMPLETED:
             record.objective = metrics.get(f"best_{objective}")
-            record.params_total = int(metrics.get(names.METRIC_PARAMS_TOTAL, 0))
-            record.epochs = int(metrics.get(names.METRIC_EPOCHS_TRAINED, 0))
+            record.params_total = int(names.read_metric(metrics, names.METRIC_PARAMS_TOTAL, 0) or 0)
+            record.epochs = int(names.read_metric(metrics, names.METRIC_EPOCHS_TRAINED, 0) or 0)
             record.metrics = {k: v for k, v in metrics.items()
                               if k.startswith(("best_", "final_"))}
             record.metrics[objective] = record.objective

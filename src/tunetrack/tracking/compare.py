@@ -174,9 +174,9 @@ def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run,
         "trial_id": [r.data.tags.get(names.TAG_TRIAL_ID, r.info.run_name) for r in runs],
         "status": [_status(r) for r in runs],
         objective: [r.data.metrics.get(best_key, r.data.metrics.get(objective)) for r in runs],
-        "params_total": [r.data.metrics.get(names.METRIC_PARAMS_TOTAL) for r in runs],
-        "epochs": [r.data.metrics.get(names.METRIC_EPOCHS_TRAINED) for r in runs],
-        "train_seconds": [r.data.metrics.get(names.METRIC_TRAIN_SECONDS) for r in runs],
+        **{column: [names.read_metric(r.data.metrics, metric) for r in runs] for column, metric
+           in (("params_total", names.METRIC_PARAMS_TOTAL), ("epochs", names.METRIC_EPOCHS_TRAINED),
+               ("train_seconds", names.METRIC_TRAIN_SECONDS))},
     }
     for key in hp_names:
         if key not in columns:
