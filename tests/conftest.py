@@ -72,6 +72,21 @@ training: {{epochs: {epochs}, patience: 2}}
     return path
 
 
+def fail_first_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the first model a search builds raise (a trial that fails); later builds work."""
+    from tunetrack import models
+
+    real_build, calls = models.build_model, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated out of memory")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(models, "build_model", flaky)
+
+
 @pytest.fixture
 def tiny_pipeline(workdir: Path) -> Path:
     return write_pipeline(workdir)

@@ -12,7 +12,7 @@ from tunetrack import names
 from tunetrack.errors import SearchAborted
 from tunetrack.space.pipeline import load_pipeline
 
-from .conftest import write_pipeline
+from .conftest import fail_first_build, write_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -75,19 +75,9 @@ def test_rejected_candidates_are_recorded_and_never_built(store, workdir: Path, 
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(store, workdir: Path, monkeypatch):
-    from tunetrack import models as families
     from tunetrack.search.session import run_search
 
-    calls = []
-    real_build = families.build_model
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("simulated out of memory")
-        return real_build(*args, **kwargs)
-
-    monkeypatch.setattr(families, "build_model", flaky)
+    fail_first_build(monkeypatch)
     result = run_search(load_pipeline(write_pipeline(workdir, trials=3, epochs=1)))
     assert [t.status.value for t in result.trials] == ["failed", "completed", "completed"]
     failed = store.get_run(result.trials[0].run_id)

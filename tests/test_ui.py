@@ -88,22 +88,13 @@ def test_search_as_users_see_it_in_the_mlflow_ui(store, workdir: Path, monkeypat
 
     import pandas as pd
 
-    from tunetrack import models as families
     from tunetrack.registry import promote
     from tunetrack.search.session import run_search
     from tunetrack.space.pipeline import load_pipeline
 
-    from .conftest import write_pipeline
+    from .conftest import fail_first_build, write_pipeline
 
-    real_build, calls = families.build_model, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("simulated out of memory")
-        return real_build(*args, **kwargs)
-
-    monkeypatch.setattr(families, "build_model", flaky)
+    fail_first_build(monkeypatch)
     result = run_search(load_pipeline(write_pipeline(workdir, space=UI_SPACE, trials=4,
                                                      epochs=5, tuner="grid")))
     by_status: dict[str, list] = {}
