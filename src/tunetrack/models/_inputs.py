@@ -44,4 +44,7 @@ def featurize(family: str, candidate: Mapping[str, Any], images: np.ndarray) -> 
     if family == "lbp":
         return features.lbp_features(images, points=get("points"), radius=get("radius"),
                                      grid=get("grid"))
+    if family == "classic":
+        raise ValueError("the classic family's features need its fitted encoder: load the "
+                         "trial's classic/ folder with tunetrack.models.classic_runtime.load")
     raise ValueError(f"feature family {family!r} has no extractor")

@@ -21,6 +21,9 @@ PADDINGS = ("valid", "same")
 HEADS = ("flatten", "global_avg")
 LINEAR_LOSSES = ("squared_error", "cross_entropy")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+DESCRIPTORS = ("sift", "orb", "hog", "lbp", "colour")  # models/classic_runtime.py agrees
+ENCODINGS = ("histogram", "bovw", "fisher")
+CLASSIFIERS = ("dense", "linear_svm", "logistic")
 
 
 class Padding(str):
@@ -149,6 +152,29 @@ INCEPTION_MODULES = Group({
     help="GoogLeNet modules: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | pool -> 1x1, concatenated")
 
 
+def classifier_keys(default: str) -> dict[str, Key]:
+    """How a feature family classifies: today's Keras dense network, or scikit-learn's linear
+    SVM / logistic regression (then the dense keys are unused and the model is one linear map)."""
+    return {"classifier": Key(str, default, choices=CLASSIFIERS,
+                              help="dense (Keras network) | linear_svm | logistic (scikit-learn)"),
+            "C": Key(float, 1.0, low=0.0, help="inverse regularization of linear_svm/logistic")}
+
+
+CLASSIC = {
+    "descriptor": Key(str, "sift", choices=DESCRIPTORS, help="local descriptor on a dense grid"),
+    "step": Key(int, 4, low=1, help="grid step in pixels between patches"),
+    "patch": Key(int, 16, low=2, help="patch side in pixels (HoG: whole cells of step pixels)"),
+    "orientations": Key(int, 9, low=1, help="HoG orientation bins"),
+    "points": Key(int, 8, low=1, help="LBP neighbours"),
+    "radius": Key(int, 1, low=1, help="LBP radius"),
+    "pca": Key(int, 32, low=0, help="PCA dimensions of the descriptors (0: none)"),
+    "encoding": Key(str, "fisher", choices=ENCODINGS,
+                    help="histogram (mean per cell) | bovw (k-means words) | fisher (GMM)"),
+    "words": Key(int, 16, low=1, help="codebook size (bovw) or mixture components (fisher)"),
+    "pyramid": Key(int, 1, low=0, help="spatial pyramid levels 0..L (1x1, 2x2, 4x4 cells)"),
+}
+
+
 def conv_keys(head: str) -> dict[str, Key]:
     """The keys every convolutional family shares: the network's, bias, width, head."""
     return {**NETWORK,
@@ -196,19 +222,24 @@ FAMILIES: dict[str, FamilySchema] = {s.name: s for s in (
             {"stem": Group(STEM_KEYS, count_default=1, help=STEM_HELP),
              "modules": INCEPTION_MODULES, "dense": Group(DENSE.keys, count_default=0)},
             help="GoogLeNet: a stem, inception modules with pooling between them"),
-    _schema("colour", {**NETWORK, "colours": Key(int, 2, low=1, help="k most frequent colours"),
+    _schema("colour", {**NETWORK, **classifier_keys("dense"),
+                       "colours": Key(int, 2, low=1, help="k most frequent colours"),
                        "levels": Key(int, 4, low=2, help="levels per RGB channel (4 -> 64)")},
             {"dense": Group(DENSE.keys, count_default=1)}, features=True,
             help="requantized colours; the k most frequent are the features"),
-    _schema("hog", {**NETWORK, "orientations": Key(int, 9, low=1),
+    _schema("hog", {**NETWORK, **classifier_keys("dense"), "orientations": Key(int, 9, low=1),
                     "pixels_per_cell": Key(int, 4, low=1),
                     "cells_per_block": Key(int, 2, low=1)},
             {"dense": Group(DENSE.keys, count_default=1)}, features=True,
             help="histogram-of-oriented-gradients descriptor grid, then a small classifier"),
-    _schema("lbp", {**NETWORK, "points": Key(int, 8, low=1), "radius": Key(int, 1, low=1),
+    _schema("lbp", {**NETWORK, **classifier_keys("dense"), "points": Key(int, 8, low=1),
+                    "radius": Key(int, 1, low=1),
                     "grid": Key(int, 2, low=1, help="cells per side of the histogram grid")},
             {"dense": Group(DENSE.keys, count_default=1)}, features=True,
             help="local-binary-pattern histograms on a grid, then a small classifier"),
+    _schema("classic", {**NETWORK, **CLASSIC, **classifier_keys("linear_svm")},
+            {"dense": Group(DENSE.keys, count_default=1)}, features=True,
+            help="dense descriptors -> histogram/BoVW/Fisher -> spatial pyramid -> classifier"),
 )}
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunetrack.errors import CandidateRejected
+from tunetrack.space import _classic
 from tunetrack.space._formulas import (
     batch_norm_params,
     conv_output_size,
@@ -144,6 +145,11 @@ def feature_length(family: str, candidate: Mapping[str, Any],
             raise CandidateRejected(f"lbp features: grid {grid} needs at least {grid} pixels "
                                     f"per side, but the image is {h}×{w}")
         return grid * grid * (int(cand.get("points")) + 2)
+    if family == "classic":
+        bad = _classic.problems(cand.get, h, w)
+        if bad:
+            raise CandidateRejected(bad[0])
+        return _classic.feature_length(cand.get, image_shape)
     raise ValueError(f"family {family!r} does not extract features; feature families: "
                      f"{', '.join(n for n, s in FAMILIES.items() if s.features)}")
 
@@ -159,6 +165,8 @@ def plan_layers(family: str, candidate: Mapping[str, Any], input_shape: tuple[in
     if len(input_shape) != (1 if features else 3):
         raise ValueError(f"family {family!r} takes a {'(length,)' if features else '(H, W, C)'}"
                          f" input, got {input_shape}")
+    if features and _classic.uses_sklearn(candidate):  # one linear map, fitted by sklearn
+        candidate = {**candidate, "dense": 0}
     p = Planner(Candidate(family, candidate), num_classes)
     p.input(input_shape)
     if not features:
