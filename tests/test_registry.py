@@ -222,9 +222,21 @@ def test_promote_registers_champion_that_classifies_image_files(searches: Search
     decided = mlclient.get_run(result.decision_run_id)
     assert decided.data.metrics[names.METRIC_TEST_ACCURACY] == pytest.approx(result.test_accuracy)
     assert names.METRIC_TEST_LOSS in decided.data.metrics
-    assert not any("precision" in k or "recall" in k for k in decided.data.metrics)
+    # MLflow's evaluation (mlflow.models.evaluate) of the same predictions, on the same run:
+    # aggregate metrics, per-class figures in a table, not as metrics
+    assert decided.data.metrics["accuracy_score"] == pytest.approx(result.test_accuracy)
+    assert {"precision_score", "recall_score", "f1_score"} <= set(decided.data.metrics)
+    assert not any(k.startswith(("precision_", "recall_")) and k.count("_") > 1
+                   for k in decided.data.metrics)
     listed = {a.path for a in mlclient.list_artifacts(result.decision_run_id)}
-    assert {"test_per_class.csv", "decision.json"} <= listed
+    assert {"test_per_class.csv", "decision.json", "per_class_metrics.csv",
+            "confusion_matrix.png"} <= listed
+    # the registered version is the promotion run's LoggedModel (models:/<model_id>; the SQLite
+    # registry of MLflow 3.17 leaves ModelVersion.model_id empty)
+    model_id = version.model_id or version.source.removeprefix("models:/")
+    assert mlclient.get_logged_model(model_id).source_run_id == result.decision_run_id
+    trial_model = mlclient.get_logged_model(version.tags["tunetrack.trial_model_id"])
+    assert trial_model.source_run_id == mlp_run  # and the trial's own LoggedModel
     per_class = mlclient.download_artifacts(result.decision_run_id, "test_per_class.csv",
                                             str(searches.root))
     assert Path(per_class).read_text().splitlines()[0] == "class,precision,recall"
@@ -302,6 +314,16 @@ def test_min_test_accuracy_gate(searches: Searches, mlclient):
         mlclient.get_model_version_by_alias("digits-d", "champion")
     result = promote(EXPERIMENT, "digits-d", search=searches.good, min_test_accuracy=0.5)
     assert result.alias == "champion" and result.version == "2"
+    # the gate as MLflow metric thresholds, checked by mlflow.validate_evaluation_results
+    import mlflow
+
+    decision = mlflow.artifacts.load_dict(f"runs:/{result.decision_run_id}/decision.json")
+    assert decision["gate"] == {"min_test_accuracy": {
+        "accuracy_score": "Threshold: 0.5. Greater value is better."}}
+    again = promote(EXPERIMENT, "digits-d", search=searches.good, min_test_accuracy=0.5)
+    decision = mlflow.artifacts.load_dict(f"runs:/{again.decision_run_id}/decision.json")
+    assert decision["gate"]["beats_champion"] == {
+        "accuracy_score": "Minimum Relative Change: 0.0. Greater value is better."}
 
 
 def test_dry_run_registers_nothing_and_top_k_judges_several(searches: Searches, mlclient):

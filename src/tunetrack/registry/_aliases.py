@@ -26,6 +26,8 @@ TAG_TRIAL_RUN = "tunetrack.trial_run_id"
 TAG_TEST_ACCURACY = "tunetrack.test_accuracy"
 TAG_TEST_LOSS = "tunetrack.test_loss"
 TAG_ENSEMBLE = "tunetrack.ensemble"  # members in the registered classifier (absent: 1)
+# the trial's own LoggedModel(s) (the version's source is the promotion run's LoggedModel)
+TAG_TRIAL_MODEL = "tunetrack.trial_model_id"
 _DESCRIPTION = ("tunetrack image classifier: DataFrame column 'image' (base64 image bytes or "
                 "path) in, 'class' and 'probability' out")
 
@@ -87,6 +89,17 @@ def register(mlclient: MlflowClient, model_name: str, model_uri: str, tags: dict
     return mlflow.register_model(model_uri, model_name, tags=tags)
 
 
+def trial_model_tag(mlclient: MlflowClient, run_ids: list[str]) -> dict[str, str]:
+    """``{TAG_TRIAL_MODEL: "m-...,m-..."}``: each trial run's LoggedModel (none: no tag)."""
+    found = []
+    for run_id in run_ids:
+        experiment = mlclient.get_run(run_id).info.experiment_id
+        models = mlclient.search_logged_models(
+            [experiment], filter_string=f"source_run_id = '{run_id}'", max_results=1)
+        found += [m.model_id for m in models]
+    return {TAG_TRIAL_MODEL: ",".join(found)} if found else {}
+
+
 def version_tags(search_id: str, winner: Evaluation, fingerprint: str, members: int
                  ) -> dict[str, str]:
     """The tags of a registered version: where it came from and what it scored on test."""
@@ -100,5 +113,5 @@ def version_tags(search_id: str, winner: Evaluation, fingerprint: str, members: 
 
 
 __all__ = ["CHALLENGER", "CHAMPION", "TAG_ENSEMBLE", "TAG_SEARCH_RUN", "TAG_TEST_ACCURACY",
-           "TAG_TEST_LOSS", "TAG_TRIAL_RUN", "champion", "champion_score", "check_registry",
-           "has_registry", "register", "version_tags"]
+           "TAG_TEST_LOSS", "TAG_TRIAL_MODEL", "TAG_TRIAL_RUN", "champion", "champion_score",
+           "check_registry", "has_registry", "register", "trial_model_tag", "version_tags"]

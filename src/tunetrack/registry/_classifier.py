@@ -80,6 +80,10 @@ class Classifier:
 
     model: Any  # keras.Model: keras is imported only where a model is loaded
     prep: Preprocessing
+    # the classic family: its fitted feature pipeline (models/classic_runtime.ClassicPredictor)
+    # and the folder it was loaded from, which packaging ships beside the network
+    classic: Any = field(default=None, repr=False)
+    classic_dir: Path | None = field(default=None, repr=False)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for float32 NHWC images in [0, 1] of ``prep.image_shape``."""
@@ -91,7 +95,8 @@ class Classifier:
             return np.zeros((0, len(self.prep.class_names)), dtype=np.float32)
         from tunetrack import models as families
 
-        x = families.featurize(self.prep.family, self.prep.candidate, images)
+        x = (self.classic.features(images) if self.classic is not None
+             else families.featurize(self.prep.family, self.prep.candidate, images))
         out = np.asarray(self.model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
         return out if self.prep.outputs_probabilities else softmax(out)
 
@@ -163,7 +168,7 @@ class EnsembleClassifier(Classifier):
             if differ:
                 raise TrackingError(f"ensemble members differ in {allowed_list(differ)}: "
                                     f"they must come from one search's data")
-        return cls(members[0].model, first, list(members))
+        return cls(members[0].model, first, members=list(members))
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return np.mean([m.probabilities(images) for m in self.members], axis=0)

@@ -20,9 +20,11 @@ from tunetrack.registry._evaluation import (
     per_class_table,
 )
 from tunetrack.registry._lookup import experiment_id
+from tunetrack.registry._mlflow_eval import described
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.models.evaluation import EvaluationResult
 
 DECISIONS = ("promoted", "refused", "dry_run")
 # Tags of a promotion (decision) run.
@@ -96,15 +98,22 @@ def fmt_score(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.4f}"
 
 
-def refusals(result: PromotionResult, min_test_accuracy: float | None) -> list[str]:
-    """Why the candidate may not become champion; empty when it may."""
-    acc = result.winner.test_accuracy
+def refusals(result: PromotionResult, min_test_accuracy: float | None,
+             verdict: EvaluationResult | None = None) -> list[str]:
+    """Why the candidate may not become champion; empty when it may. The rules are MLflow
+    metric thresholds checked by ``mlflow.validate_evaluation_results`` on ``verdict`` (the
+    promotion's ``mlflow.models.evaluate`` result; a dry run uses the test accuracy alone)."""
+    from tunetrack.registry._mlflow_eval import ACCURACY, failed_rules, static_result
+
+    verdict = verdict or static_result(result.winner.test_accuracy)
+    acc = float(verdict.metrics[ACCURACY])
+    champ = result.champion_test_accuracy
+    failed = failed_rules(verdict, min_test_accuracy, champ)
     out = []
-    if min_test_accuracy is not None and acc < min_test_accuracy:
+    if "min_test_accuracy" in failed:
         out.append(f"test accuracy {acc:.4f} is below min_test_accuracy "
                    f"{min_test_accuracy:.4f}")
-    champ = result.champion_test_accuracy
-    if champ is not None and acc < champ:
+    if "beats_champion" in failed:
         out.append(f"test accuracy {acc:.4f} is below the champion's {champ:.4f} (version "
                    f"{result.champion_version}, {result.champion_score_source})")
     return out
@@ -168,6 +177,7 @@ def record_decision(mlclient: MlflowClient, experiment_id: str, result: Promotio
         "trial_id": w.trial_id, "test_accuracy": w.test_accuracy,
         "champion_version": result.champion_version,
         "champion_test_accuracy": result.champion_test_accuracy, "reason": result.reason,
+        "gate": described(min_test_accuracy, result.champion_test_accuracy is not None),
         "candidates": [{"trial_id": e.trial_id, "run_id": e.run_id,
                         "test_accuracy": e.test_accuracy} for e in result.candidates]},
         "decision.json")

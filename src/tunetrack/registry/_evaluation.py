@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tunetrack.data import Dataset
 
 CONFUSION_PLOT = "plots/test_confusion_matrix.png"
+CLASSIC_DIR = "classic"  # beside a classic trial's network (search/classic_trial.py)
 PER_CLASS_TABLE = "test_per_class.csv"
 
 
@@ -38,6 +40,8 @@ class Scores(NamedTuple):
     precision: dict[str, float]
     recall: dict[str, float]
     confusion: np.ndarray
+    truth: np.ndarray | None = None  # test labels (class indices), for MLflow's evaluation
+    predicted: np.ndarray | None = None  # predicted class indices
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Evaluation:
     precision: dict[str, float]
     recall: dict[str, float]
     confusion: np.ndarray = field(repr=False)
+    truth: np.ndarray | None = field(default=None, repr=False)
+    predicted: np.ndarray | None = field(default=None, repr=False)
 
 
 def _load_trial(mlclient: MlflowClient, run: Run) -> Classifier:
@@ -71,7 +77,18 @@ def _load_trial(mlclient: MlflowClient, run: Run) -> Classifier:
     except Exception as exc:  # noqa: BLE001
         raise TrackingError(f"cannot load the model of trial run {run_id} "
                             f"(runs:/{run_id}/{KERAS_MODEL}): {exc}") from exc
-    return Classifier(model, prep)
+    classic = classic_dir = None
+    if prep.family == "classic":  # its fitted encoder, saved beside the network
+        from tunetrack.models import classic_runtime
+
+        where = f"runs:/{run_id}/{KERAS_MODEL}/{CLASSIC_DIR}"
+        try:
+            classic_dir = Path(mlflow.artifacts.download_artifacts(where))
+            classic = classic_runtime.load(classic_dir)
+        except Exception as exc:  # noqa: BLE001 - missing or unreadable: one message
+            raise TrackingError(f"cannot load the classic features of trial run {run_id} "
+                                f"({where}): {exc}") from exc
+    return Classifier(model, prep, classic, classic_dir)
 
 
 def per_class_table(evaluation: Evaluation) -> str:
@@ -101,7 +118,7 @@ def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
     names_ = dataset.class_names
     return Scores(accuracy, loss, dict(zip(names_, map(float, precision), strict=True)),
                       dict(zip(names_, map(float, recall), strict=True)),
-                      confusion_matrix(y, pred, labels=labels))
+                      confusion_matrix(y, pred, labels=labels), np.asarray(y), pred)
 
 
 def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
@@ -131,12 +148,11 @@ def judge(mlclient: MlflowClient, run: Run, dataset: Dataset, metric_key: str
           ) -> tuple[Evaluation, Classifier]:
     """Evaluate one trial on the test split (read-only: the trial's run is not touched)."""
     classifier = _load_trial(mlclient, run)
-    acc, loss, precision, recall, confusion = evaluate(classifier, dataset)
+    scores = evaluate(classifier, dataset)
     run_id = run.info.run_id
     trial_id = run.data.tags.get(names.TAG_TRIAL_ID, run_id)
     return Evaluation(run_id, trial_id, classifier.prep.family,
-                      float(run.data.metrics[metric_key]), acc, loss, precision, recall,
-                      confusion), classifier
+                      float(run.data.metrics[metric_key]), *scores), classifier
 
 
 __all__ = ["CONFUSION_PLOT", "PER_CLASS_TABLE", "Evaluation", "Scores", "confusion_figure",

@@ -1,9 +1,9 @@
 """The classifier as an MLflow pyfunc: logged to a run, registered, loaded back.
 
-:class:`ImageClassifierModel` carries the network(s) and ``preprocessing.json``, so MLflow's own
-scoring server answers with class names. It is logged as models-from-code: a three-line script
-that imports it from ``tunetrack.registry``, so the pyfunc imports tunetrack at load time
-(serve it where tunetrack is installed) and loading never unpickles code.
+New models are logged by :mod:`tunetrack.registry._package`: self-contained (the code travels
+in the model as ``tunetrack_runtime``), so MLflow alone serves them. :class:`ImageClassifierModel`
+here is the pyfunc of models promoted by earlier tunetrack versions, whose models-from-code
+script imports it from ``tunetrack.registry``; it keeps loading where tunetrack is installed.
 
 A cell is base64 image bytes (optionally a ``data:`` URL). A file path is read only when
 ``$TUNETRACK_ALLOW_PATHS`` names a folder (``tunetrack serve --allow-paths DIR``) and the path
@@ -17,8 +17,6 @@ import base64
 import binascii
 import json
 import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,29 +34,14 @@ from tunetrack.registry._classifier import (
     EnsembleClassifier,
     Preprocessing,
 )
+from tunetrack.registry._package import from_runtime, log_classifier, pip_requirements
 
 if TYPE_CHECKING:
-    from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
     from mlflow.pyfunc import PythonModelContext
 
 ALLOW_PATHS_ENV = "TUNETRACK_ALLOW_PATHS"
 _SHOWN_ERRORS = 5  # rows named in one error message
-# What the pyfunc needs where it is loaded; versions pinned to what trained it.
-_REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "scikit-image",
-                 "tunetrack")
-# The import path is the package's public one, so moving a private module never breaks a
-# model that is already registered.
-_MODEL_CODE = """\
-# tunetrack image classifier (MLflow models-from-code: nothing is unpickled at load time)
-from mlflow.models import set_model
-
-from tunetrack.registry import ImageClassifierModel
-
-set_model(ImageClassifierModel())
-"""
-
-
 class ImageClassifierModel(PythonModel):
     """MLflow pyfunc: DataFrame column ``image`` (base64 image bytes or a path) in, DataFrame
     ``class, probability`` out. Artifacts: ``keras_model`` (.keras file) and ``preprocessing``;
@@ -143,52 +126,6 @@ def _member_suffixes(artifacts: dict[str, str]) -> list[str]:
     return suffixes
 
 
-def _signature() -> ModelSignature:
-    from mlflow.models import infer_signature
-
-    return infer_signature(pd.DataFrame({IMAGE_COLUMN: ["iVBORw0KGgo="]}),
-                           pd.DataFrame({"class": ["0"], "probability": [0.5]}))
-
-
-def pip_requirements() -> list[str]:
-    """Pinned requirements; explicit, because MLflow's inference costs ~8 s per model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in _REQUIREMENTS:
-        try:
-            out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            out.append(name)
-    return out
-
-
-def log_classifier(run_id: str, classifier: Classifier, name: str = CLASSIFIER) -> str:
-    """Log the pyfunc ``classifier`` (or ensemble) to a run; returns the logged model's URI."""
-    import mlflow
-
-    members = classifier.members if isinstance(classifier, EnsembleClassifier) else [classifier]
-    with tempfile.TemporaryDirectory(prefix="tunetrack-package-") as tmp:
-        artifacts: dict[str, str] = {}
-        for i, member in enumerate(members):
-            suffix = f"_{i}" if i else ""
-            keras_path = Path(tmp) / f"model{suffix}.keras"
-            member.model.save(keras_path)
-            prep_path = Path(tmp) / f"preprocessing{suffix}.json"
-            prep_path.write_text(json.dumps(member.prep.to_dict(), indent=2))
-            artifacts |= {f"keras_model{suffix}": str(keras_path),
-                          f"preprocessing{suffix}": str(prep_path)}
-        code_path = Path(tmp) / "tunetrack_classifier.py"
-        code_path.write_text(_MODEL_CODE)
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            # an input example would make MLflow load and run the model once more
-            warnings.filterwarnings("ignore", message=".*input example was not provided")
-            info = mlflow.pyfunc.log_model(
-                name=name, python_model=str(code_path), artifacts=artifacts,
-                signature=_signature(), pip_requirements=pip_requirements())
-    return info.model_uri
-
-
 def model_info(model_uri: str) -> ModelInfo:
     """MLflow's description of a model (reads ``MLmodel`` only: no TensorFlow), or a
     :class:`TrackingError` that lists the URI forms tunetrack understands."""
@@ -226,7 +163,7 @@ def load_classifier(model_uri: str) -> Classifier:
         model = mlflow.keras.load_model(model_uri, load_model_kwargs={"compile": False})
         return Classifier(model, Preprocessing.from_dict(prep, where))
     inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    found = getattr(inner, "classifier", None)
+    found = from_runtime(inner) or getattr(inner, "classifier", None)
     if not isinstance(found, Classifier):
         raise TrackingError(f"model {model_uri!r} is not a tunetrack classifier (a "
                             f"{type(inner).__name__}); promote a trial to make one")

@@ -26,6 +26,7 @@ from tunetrack.registry._decision import (
     refusals,
 )
 from tunetrack.registry._evaluation import Evaluation, evaluate, judge
+from tunetrack.registry._mlflow_eval import evaluate_in_run
 from tunetrack.registry._pyfunc import log_classifier
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def _check_arguments(top: int, ensemble: int, min_test_accuracy: float | None) -
 
 def promote(experiment: str, model_name: str, *, search: str | None = None,
             metric: str = "val_accuracy", min_test_accuracy: float | None = None, top: int = 1,
-            ensemble: int = 1, dry_run: bool = False) -> PromotionResult:
+            ensemble: int = 1, dry_run: bool = False,
+            require_significant: bool = False) -> PromotionResult:
     """Judge a search's best trial on its sealed test split and register it.
 
     ``top`` K: the K best trials by ``best_<metric>`` are evaluated and the best on test wins.
@@ -55,6 +57,9 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     Alias ``champion`` moves to the new version only if it reaches ``min_test_accuracy`` and
     at least the current champion's test accuracy; else the version becomes ``challenger`` and
     :class:`~tunetrack.errors.PromotionRefused` (exit 1, with ``.result``) says why.
+    ``require_significant``: refuse (PromotionRefused) unless the best candidate's lead over
+    the second exceeds seed noise (Welch's t-test on their repeats, see
+    :mod:`tunetrack.tracking.significance`).
     ``dry_run`` evaluates and reports but writes nothing. Trial runs are only read: the verdict,
     the packaged classifier and the decision go on a promotion run (``tunetrack.role=promotion``,
     linked to the trial by tags) and on the registered version.
@@ -70,6 +75,10 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     search_id = search_run.info.run_id
     metric = metric[len("best_"):] if metric.startswith("best_") else metric
     ranked = _lookup.ranked_trials(mlclient, experiment_id, search_id, metric)
+    if require_significant:
+        from tunetrack.tracking.significance import require_significant as check_lead
+
+        check_lead(mlclient, ranked, metric)
     ranked = ranked[:max(top, ensemble)]
     if len(ranked) < ensemble:
         raise TrackingError(f"an ensemble of {ensemble} needs {ensemble} completed trials with "
@@ -104,6 +113,11 @@ def promote(experiment: str, model_name: str, *, search: str | None = None,
     # The classifier lives in the promotion run, so the trial's run keeps its times and status.
     run_id = decision_run(mlclient, experiment_id, model_name)
     try:
+        if winner.truth is not None and winner.predicted is not None:
+            # MLflow's evaluation of the same predictions, logged on the promotion run
+            evaluated = evaluate_in_run(run_id, winner.truth, winner.predicted,
+                                        list(dataset.class_names))
+            refused = refusals(result, min_test_accuracy, evaluated)
         _register(mlclient, result, run_id, classifier, dataset.fingerprint, refused)
         result.decision_run_id = record_decision(mlclient, experiment_id, result,
                                                  min_test_accuracy, run_id)
@@ -121,6 +135,7 @@ def _register(mlclient: Any, result: PromotionResult, run_id: str, classifier: C
     winner, model_name, members = result.winner, result.model_name, result.members
     result.model_uri = log_classifier(run_id, classifier)
     tags = _aliases.version_tags(result.search_run_id, winner, fingerprint, len(members))
+    tags |= _aliases.trial_model_tag(mlclient, winner.run_id.split(","))
     version = _aliases.register(mlclient, model_name, result.model_uri, tags)
     result.version = str(version.version)
     result.alias = CHALLENGER if refused else CHAMPION

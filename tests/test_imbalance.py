@@ -1,0 +1,96 @@
+"""Class imbalance: ``training.class_weight`` and the validation macro-F1 every trial logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.imagefolders import make_image_folder
+from tunetrack import names
+from tunetrack.errors import DataError, PipelineError
+
+
+def test_balanced_weights_follow_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from tunetrack.search.imbalance import class_weights
+
+    y = np.array([0] * 8 + [1] * 2 + [2] * 2)
+    got = class_weights("balanced", y, ["a", "b", "c"])
+    want = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert got == pytest.approx(dict(enumerate(want)))
+    assert class_weights({"b": 3.0}, y, ["a", "b", "c"]) == {0: 1.0, 1: 3.0, 2: 1.0}
+    assert class_weights(None, y, ["a", "b", "c"]) is None
+    with pytest.raises(DataError, match=r"training.class_weight names 'z', which the data does "
+                                        r"not have; its classes are 'a', 'b', 'c'"):
+        class_weights({"z": 2.0}, y, ["a", "b", "c"])
+
+
+def test_macro_f1_and_per_class_recall():
+    from tunetrack.search.imbalance import scores
+
+    got = scores(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]), ["a", "b:x"])
+    assert got["val_macro_f1"] == pytest.approx((6 / 7 + 0.0) / 2)
+    assert got["val_recall_a"] == 1.0 and got["val_recall_b_x"] == 0.0
+    assert names.OBJECTIVE_DIRECTIONS["val_macro_f1"] == "max"
+    assert names.chance_score("val_macro_f1", 4) == 0.25
+
+
+def _pipeline(folder: Path, data: Path, name: str, class_weight: str | None) -> Path:
+    (folder / "space.yaml").write_text("family: linear\nlearning_rate: 1.0e-3\n"
+                                       "batch_size: 32\noptimizer: sgd\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(f"""\
+name: {name}
+experiment: imbalance
+space: space.yaml
+objective: val_macro_f1
+data: {{source: {data}, seed: 0, image_size: [8, 8]}}
+tuner: {{kind: random, max_trials: 1, seed: 1}}
+training: {{epochs: 2, patience: null{', class_weight: ' + class_weight if class_weight else ''}}}
+""")
+    return path
+
+
+def test_pipeline_class_weight_is_checked(workdir: Path):
+    from tunetrack.space.pipeline import load_pipeline
+
+    data = workdir / "data"
+    path = _pipeline(workdir, data, "p", "balanced")
+    assert load_pipeline(path).training.class_weight == "balanced"
+    path.write_text(path.read_text().replace("class_weight: balanced", "class_weight: {a: -1}"))
+    with pytest.raises(PipelineError, match=r"class_weight.*must be 'balanced' or a mapping of "
+                                            r"class name to a positive weight"):
+        load_pipeline(path)
+    path.write_text(path.read_text().replace("class_weight: {a: -1}", "class_weight: {a: 2}"))
+    assert load_pipeline(path).training.class_weight == {"a": 2.0}
+    assert load_pipeline(path).objective == "val_macro_f1"
+
+
+@pytest.mark.slow
+def test_balanced_weights_raise_macro_f1_on_an_imbalanced_folder(store, workdir: Path):
+    from tunetrack.search.session import run_search
+    from tunetrack.space.pipeline import load_pipeline
+    from tunetrack.tracking.compare import compare
+
+    data = make_image_folder(workdir / "data", {"beach": 150, "desert": 10, "snow": 10},
+                             sizes=((8, 8),), formats=("png",))
+    f1 = {}
+    for name, weight in (("plain", None), ("balanced", "balanced")):
+        result = run_search(load_pipeline(_pipeline(workdir, data, name, weight)))
+        experiment = store.get_experiment_by_name("imbalance").experiment_id
+        trials = store.search_runs(
+            [experiment], f"tags.`{names.TAG_PARENT}` = '{result.parent_run_id}'")
+        assert len(trials) == 1
+        run = trials[0]
+        assert {"best_val_macro_f1", "best_val_recall_snow", "final_val_recall_beach"} <= set(
+            run.data.metrics), sorted(run.data.metrics)
+        curve = store.get_metric_history(run.info.run_id, "macro_f1/val")
+        assert [m.step for m in curve] == [1, 2]
+        f1[name] = run.data.metrics["best_val_macro_f1"]
+        table = compare("imbalance", search=result.parent_run_id, fmt="csv")
+        assert table.splitlines()[0].startswith("trial_id,status,val_macro_f1"), table
+    print(f"validation macro-F1: {f1}")
+    assert f1["balanced"] > f1["plain"] + 0.1, f1
