@@ -8,6 +8,7 @@ sampled after each ``fit``. Each variant runs in its own interpreter.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def run(size: str) -> list[Row]:
     trials, epochs, first = SIZES[size]
     root = tmp_root(NAME)
     smoke = size == "smoke"
-    env = {"MLFLOW_TRACKING_URI": store_uri(root / "store")}
+    # BENCH_KERAS_BACKEND=jax python -m benchmarks --only memory: the same on another backend
+    backend = os.environ.get("BENCH_KERAS_BACKEND", "tensorflow")
+    env = {"MLFLOW_TRACKING_URI": store_uri(root / "store"), "KERAS_BACKEND": backend}
     try:
         got = {v: call(f"{__name__}:worker", {"variant": v, "trials": trials, "epochs": epochs},
                        folder=root / v, env=env, in_process=smoke)
@@ -100,8 +103,8 @@ def run(size: str) -> list[Row]:
         Row(NAME, f"RSS growth trial {first} -> {len(tt['samples'])}", 100 * growth(tt["samples"]),
             "%", 100 * growth(bare["samples"]), "bare keras-tuner growth",
             f"<= {100 * GOAL:.0f}%", growth(tt["samples"]) <= GOAL,
-            f"{trials} trials x {epochs} epochs, tiny CNNs; tunetrack RSS MiB per trial: "
-            f"{mib}{caveat}"),
+            f"{trials} trials x {epochs} epochs, tiny CNNs, {backend}; tunetrack RSS MiB per "
+            f"trial: {mib}{caveat}"),
         Row(NAME, "peak RSS", tt["peak"] / 1024, "MiB", bare["peak"] / 1024,
             "bare keras-tuner peak", "", None, caveat.strip()),
     ]

@@ -390,7 +390,7 @@ def test_data_config_is_the_pipelines_data_section_and_round_trips_through_json(
     logged = json.loads(json.dumps(asdict(cfg)))  # what the search logs as data_config.json
     assert logged == {"source": "digits", "image_size": [16, 12], "color_mode": "rgb",
                       "validation_split": 0.2, "test_split": 0.2, "seed": 3,
-                      "on_bad_image": "error", "cache_dir": None}
+                      "on_bad_image": "error", "cache_dir": None, "cache": "auto"}
     rebuilt = DataConfig(**{**logged, "image_size": tuple(logged["image_size"])})
     assert rebuilt == cfg
     assert load_dataset(rebuilt).fingerprint == load_dataset(cfg).fingerprint

@@ -7,6 +7,10 @@ from typing import Any
 
 import numpy as np
 
+# np.ndarray, or a StreamedImages (data._stream) for a folder too large for memory: both give
+# float32 arrays when sliced. Any, so the code that slices either needs no cast.
+Images = Any
+
 
 class DataWarning(UserWarning):
     """Data was loaded, but not all of it (undecodable files skipped)."""
@@ -14,13 +18,16 @@ class DataWarning(UserWarning):
 
 @dataclass
 class Dataset:
-    """Split arrays (float32 NHWC in [0, 1], int64 labels) and what identifies them."""
+    """Split arrays (float32 NHWC in [0, 1], int64 labels) and what identifies them.
 
-    x_train: np.ndarray
+    A folder streamed from disk (``data.cache``) has :class:`~tunetrack.data._stream.
+    StreamedImages` splits instead of arrays: sliced like arrays, read a batch at a time."""
+
+    x_train: Images
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Images
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Images
     y_test: np.ndarray
     class_names: list[str]
     image_shape: tuple[int, int, int]

@@ -63,15 +63,21 @@ def load_folder(cfg: DataConfig, size: tuple[int, int], mode: str
         reasons = [r for _, r in failed]
         write_cache(cache, x, y, bad, reasons)
     skipped = [(str(root / b), r) for b, r in zip(bad, reasons, strict=True)]
+    bad_image_policy(cfg, root, classes, labels, y, skipped)
+    return x, y, classes, skipped
+
+
+def bad_image_policy(cfg: DataConfig, root: Path, classes: list[str], labels: np.ndarray,
+                     y: np.ndarray, skipped: list[tuple[str, str]]) -> None:
+    """``on_bad_image``: error naming the first bad file, or warn and go on without them."""
     if skipped and cfg.on_bad_image == "error":
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         raise DataError(f"cannot decode image: {skipped[0][0]}: {skipped[0][1]}{more}; remove "
                         f"the file or set on_bad_image: skip")
     if skipped:
         warnings.warn(f"skipped {len(skipped)} undecodable image(s): "
-                      + "; ".join(f"{p}: {r}" for p, r in skipped), DataWarning, stacklevel=3)
+                      + "; ".join(f"{p}: {r}" for p, r in skipped), DataWarning, stacklevel=4)
         for label, name in enumerate(classes):
             if not np.any(y == label):
                 raise DataError(f"class folder {root / name} has no decodable images "
                                 f"({int(np.sum(labels == label))} skipped)")
-    return x, y, classes, skipped

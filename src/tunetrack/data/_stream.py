@@ -1,0 +1,176 @@
+"""A split that is not held in memory: uint8 rows read (or decoded) a batch at a time.
+
+:class:`StreamedImages` stands where a float32 array stands in a :class:`~tunetrack.data.
+Dataset` (``len``, ``shape``, ``ndim``, ``dtype``, slicing, ``np.asarray``), but only the rows
+asked for are read, and scaled to float32 ``[0, 1]`` then. :func:`keras_batches` feeds it to
+``model.fit`` through a ``keras.utils.PyDataset``, which every Keras backend reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunetrack.data._decode import decode
+from tunetrack.errors import DataError
+
+
+class DiskRows:
+    """Fixed-size uint8 rows in a raw file, read with ``pread`` (no mapping: the pages read
+    stay in the OS page cache, not in this process's resident memory)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]) -> None:
+        self.path, self.shape = Path(path), shape
+        self.row_bytes = int(np.prod(shape))
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def _descriptor(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            return self._fd
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 (len(rows), H, W, C); contiguous runs of sorted rows are read at once."""
+        fd, n = self._descriptor(), self.row_bytes
+        out = np.empty((len(rows), *self.shape), dtype=np.uint8)
+        flat = out.reshape(len(rows), n)
+        start = 0
+        while start < len(rows):
+            end = start + 1
+            while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                end += 1
+            want = (end - start) * n
+            data = os.pread(fd, want, int(rows[start]) * n)
+            if len(data) != want:
+                raise DataError(f"the decode cache {self.path} is shorter than expected: delete "
+                                f"it and run again")
+            flat[start:end] = np.frombuffer(data, dtype=np.uint8).reshape(end - start, n)
+            start = end
+        return out
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+
+class FileRows:
+    """Rows decoded from the image files on every read (``data.cache: none``)."""
+
+    def __init__(self, paths: list[Path], shape: tuple[int, int, int], mode: str) -> None:
+        self.paths, self.shape, self.mode = paths, shape, mode
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape), dtype=np.uint8)
+        for i, r in enumerate(rows):
+            path = self.paths[int(r)]
+            try:
+                out[i] = decode(path, self.shape[:2], self.mode)
+            except Exception as exc:  # noqa: BLE001 - checked at load: the file changed since
+                raise DataError(f"cannot decode image: {path}: {type(exc).__name__}: {exc} (it "
+                                f"decoded when the search loaded its data; was it changed?)"
+                                ) from exc
+        return out
+
+
+class StreamedImages:
+    """One split's images: float32 NHWC in ``[0, 1]``, read only when indexed."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, rows: DiskRows | FileRows, index: np.ndarray) -> None:
+        self.rows, self.index = rows, np.asarray(index, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.index), *self.rows.shape)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * 4
+
+    def take_uint8(self, positions: np.ndarray) -> np.ndarray:
+        """uint8 rows at ``positions`` of this split, in that order."""
+        rows = self.index[np.asarray(positions, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        data = self.rows.read(rows[order])
+        out = np.empty_like(data)
+        out[order] = data
+        return out
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        return self.take_uint8(positions).astype(np.float32) / np.float32(255.0)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.take(np.asarray([key]))[0]
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        return self.take(np.arange(len(self))[np.asarray(key)])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The whole split in memory (feature families, small evaluation sets)."""
+        whole = self.take(np.arange(len(self)))
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"StreamedImages(shape={self.shape}, from={type(self.rows).__name__})"
+
+
+def is_streamed(x: Any) -> bool:
+    return isinstance(x, StreamedImages)
+
+
+def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle: bool,
+                  seed: int = 0, workers: int = 2) -> Any:
+    """A ``keras.utils.PyDataset`` of (float32 images, labels) batches; reshuffled (seeded) at
+    every epoch's end when ``shuffle``. Threads, not processes, prefetch batches: reading and
+    decoding release the GIL."""
+    import keras
+
+    n, size = len(x), max(1, int(batch_size))
+    labels = np.asarray(y)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(n) if shuffle else np.arange(n)
+
+        def __len__(self) -> int:
+            return math.ceil(n / size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            positions = np.sort(self.order[i * size:(i + 1) * size])
+            return x.take(positions), labels[positions]
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.order = self.rng.permutation(n)
+
+    return Batches()
+
+
+def fit_data(x: Any, y: np.ndarray, x_val: Any, y_val: np.ndarray, batch_size: int,
+             seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """``model.fit`` keyword arguments for training data and ``validation_data``: arrays as
+    they are, a streamed split through :func:`keras_batches`."""
+    if not is_streamed(x):
+        return {"x": x, "y": y, "batch_size": batch_size}, (x_val, y_val)
+    train = keras_batches(x, y, batch_size, shuffle=True, seed=seed)
+    val = keras_batches(x_val, y_val, batch_size, shuffle=False) if is_streamed(x_val) \
+        else (x_val, y_val)
+    return {"x": train}, val

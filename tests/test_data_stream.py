@@ -1,0 +1,117 @@
+"""data.cache: disk | none stream a folder as uint8, with the in-memory path's splits,
+fingerprint and bad-image rules; auto picks by size."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tunetrack.data import DataConfig, StreamedImages, _ondisk, fit_data, load_dataset
+from tunetrack.errors import DataError, PipelineError
+from tunetrack.space import load_pipeline
+
+from .imagefolders import make_image_folder
+
+pytestmark = pytest.mark.core
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "imgs", {"beach": 12, "desert": 12, "forest": 12})
+
+
+def _cfg(folder: Path, tmp_path: Path, cache: str, **kw) -> DataConfig:
+    return DataConfig(source=str(folder), image_size=(16, 16), cache=cache,
+                      cache_dir=str(tmp_path / "cache"), **kw)
+
+
+@pytest.mark.parametrize("cache", ["disk", "none"])
+def test_streamed_equals_memory(folder: Path, tmp_path: Path, cache: str):
+    mem = load_dataset(_cfg(folder, tmp_path, "memory"))
+    got = load_dataset(_cfg(folder, tmp_path, cache))
+    assert isinstance(got.x_train, StreamedImages) and got.x_train.shape == mem.x_train.shape
+    assert got.fingerprint == mem.fingerprint  # registry checks hold whatever the cache mode
+    for a, b in ((got.y_train, mem.y_train), (got.y_val, mem.y_val), (got.y_test, mem.y_test)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in ((got.x_train, mem.x_train), (got.x_val, mem.x_val), (got.x_test, mem.x_test)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    np.testing.assert_array_equal(got.x_val[1:4], mem.x_val[1:4])
+    assert got.x_val[2].dtype == np.float32 and got.x_val[2].shape == (16, 16, 3)
+    if cache == "disk":  # decoded once as uint8, 1 byte a value, and reused
+        (data,) = (tmp_path / "cache").glob("*-stream.u8")
+        assert data.stat().st_size == 36 * 16 * 16 * 3
+        again = load_dataset(_cfg(folder, tmp_path, cache))
+        assert again.fingerprint == mem.fingerprint
+
+
+def test_batches_feed_fit_and_reshuffle(folder: Path, tmp_path: Path):
+    ds = load_dataset(_cfg(folder, tmp_path, "disk"))
+    kwargs, val = fit_data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, 5, seed=3)
+    batches = kwargs["x"]
+    assert set(kwargs) == {"x"} and len(batches) == -(-len(ds.y_train) // 5)
+    xb, yb = batches[0]
+    assert xb.dtype == np.float32 and xb.shape[1:] == (16, 16, 3) and len(xb) == len(yb) == 5
+    mem = load_dataset(_cfg(folder, tmp_path, "memory"))
+    seen = np.concatenate([batches[i][1] for i in range(len(batches))])
+    assert sorted(seen.tolist()) == sorted(ds.y_train.tolist())  # every image once an epoch
+    first = [batches[i][1].tolist() for i in range(len(batches))]
+    batches.on_epoch_end()
+    assert [batches[i][1].tolist() for i in range(len(batches))] != first
+    # each streamed batch is exactly the in-memory images at those positions
+    positions = np.sort(batches.order[:5])
+    np.testing.assert_array_equal(batches[0][0], mem.x_train[positions])
+    assert len(val) == 2 or len(val) == -(-len(ds.y_val) // 5)
+    plain, val_plain = fit_data(mem.x_train, mem.y_train, mem.x_val, mem.y_val, 5)
+    assert plain["x"] is mem.x_train and plain["batch_size"] == 5 and val_plain[0] is mem.x_val
+
+
+@pytest.mark.parametrize("cache", ["disk", "none"])
+def test_bad_image_follows_on_bad_image(tmp_path: Path, cache: str):
+    root = make_image_folder(tmp_path / "bad", {"beach": 12, "desert": 12},
+                             corrupt="truncated_jpeg")
+    with pytest.raises(DataError, match=r"cannot decode image: .*broken\.jpg.*on_bad_image: skip"):
+        load_dataset(_cfg(root, tmp_path, cache))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(_cfg(root, tmp_path, cache, on_bad_image="skip"))
+    assert [Path(p).name for p, _ in ds.skipped] == ["broken.jpg"]
+    assert any("skipped 1 undecodable" in str(w.message) for w in caught)
+    mem = load_dataset(_cfg(root, tmp_path, "memory", on_bad_image="skip"))
+    assert ds.fingerprint == mem.fingerprint and len(ds.y_train) == len(mem.y_train)
+
+
+def test_file_changed_while_streaming_names_it(folder: Path, tmp_path: Path):
+    ds = load_dataset(_cfg(folder, tmp_path, "none"))
+    victim = ds.x_train.rows.paths[int(ds.x_train.index[0])]
+    victim.write_bytes(b"not an image any more")
+    with pytest.raises(DataError, match=rf"cannot decode image: .*{victim.name}.*was it changed"):
+        ds.x_train[0:2]
+
+
+def test_auto_picks_by_size(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cfg = _cfg(folder, tmp_path, "auto")
+    assert _ondisk.resolve_cache(cfg, 1000, (32, 32, 3)) == "memory"
+    monkeypatch.setattr(_ondisk, "available_ram", lambda: 2 * 5 * 36 * 16 * 16 * 3 - 2)
+    assert isinstance(load_dataset(cfg).x_train, StreamedImages)
+    monkeypatch.setattr(_ondisk, "available_ram", lambda: 2 * 5 * 36 * 16 * 16 * 3)
+    assert isinstance(load_dataset(cfg).x_train, np.ndarray)
+    assert _ondisk.resolve_cache(dataclasses.replace(cfg, cache="none"), 1, (1, 1, 1)) == "none"
+
+
+def test_pipeline_key_is_checked(tmp_path: Path):
+    (tmp_path / "s.yaml").write_text("family: mlp\n")
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nspace: s.yaml\ndata: {source: digits, cache: ram}\n"
+                    "training: {mixed_precision: yes_please}\n")
+    with pytest.raises(PipelineError, match=r"(?s)data\.cache.*must be one of 'auto', 'memory', "
+                                            r"'disk', 'none'.*mixed_precision.*must be a bool"):
+        load_pipeline(path)
+    path.write_text("name: p\nspace: s.yaml\ndata: {source: digits, cache: disk}\n"
+                    "training: {mixed_precision: true, jit_compile: false}\n")
+    p = load_pipeline(path)
+    assert p.data.cache == "disk" and p.training.mixed_precision is True
+    assert p.training.jit_compile is False
