@@ -56,3 +56,12 @@ def test_is_worker(monkeypatch, env, expected):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert workers.is_worker() is expected
+
+
+def test_remote_command_is_what_a_user_types_on_another_host(workdir: Path):
+    pipeline = load_pipeline(write_pipeline(workdir)).override(max_trials=5)
+    command = workers.remote_command(pipeline, "10.0.0.1:8000", "run42")
+    assert command[:3] == ["tunetrack", "worker", pipeline.path]
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
+    assert flags["--chief"] == "10.0.0.1:8000" and flags["--search"] == "run42"
+    assert flags["--max-trials"] == "5"

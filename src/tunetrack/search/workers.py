@@ -11,14 +11,16 @@ worker (keras-tuner's ``ongoing_trials``), so each trial is trained and recorded
 Across machines (the README text)::
 
     # host A: tracking server and chief (0 local workers, or some)
-    tunetrack server --host 0.0.0.0 --port 5000
-    MLFLOW_TRACKING_URI=http://hostA:5000 \\
+    tunetrack server --host 0.0.0.0 --port 5000 --backend-store-uri postgresql://...
+    MLFLOW_TRACKING_URI=http://127.0.0.1:5000 \\
         tunetrack search pipelines/digits.yaml --workers 0 --oracle-address 0.0.0.0:8000
-    # prints: workers: TUNETRACK_PARENT_RUN_ID=<id> KERASTUNER_ORACLE_IP=... PORT=8000
+    # prints the worker command with the search run id
     # host B, C, ...: same checkout and data, one process per GPU
-    MLFLOW_TRACKING_URI=http://hostA:5000 KERASTUNER_ORACLE_IP=hostA \\
-    KERASTUNER_ORACLE_PORT=8000 KERASTUNER_TUNER_ID=hostB-0 TUNETRACK_PARENT_RUN_ID=<id> \\
-        tunetrack search pipelines/digits.yaml
+    MLFLOW_TRACKING_URI=http://hostA:5000 \\
+        tunetrack worker pipelines/digits.yaml --chief hostA:8000 --id hostB-0
+
+Remote workers are watched by heartbeat (:mod:`tunetrack.search.heartbeat`): a silent one's
+trial is requeued, a worker whose chief is gone stops.
 
 On a multi-GPU host, local workers get one device each: worker i sees
 ``CUDA_VISIBLE_DEVICES=<i-th of the listed GPUs>`` (round robin when N exceeds the GPUs).
@@ -40,7 +42,8 @@ from typing import Any
 from tunetrack import names
 from tunetrack.names import TrialStatus
 from tunetrack.search import _keras_tuner as kt_internal
-from tunetrack.search import resume
+from tunetrack.search import heartbeat, resume
+from tunetrack.search.devices import worker_gpus
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import SearchResult, TrialRecord
 from tunetrack.search.session import SearchSession, aborted, frozen_gc, prepare
@@ -51,6 +54,7 @@ from tunetrack.space.pipeline import Pipeline
 PARENT_ENV = "TUNETRACK_PARENT_RUN_ID"
 CHIEF_PID_ENV = "TUNETRACK_CHIEF_PID"
 POLL_SECONDS = 0.5
+RESPAWNS = 2  # times a local worker that died holding a trial is started again
 
 
 def is_worker() -> bool:
@@ -83,13 +87,20 @@ def worker_command(pipeline: Pipeline) -> list[str]:
             *[word for k, v in pipeline.pins for word in ("--set", f"{k}={v}")]]
 
 
+def remote_command(pipeline: Pipeline, chief: str, parent: str) -> list[str]:
+    """What a user types on another host to work for this chief (the README's text)."""
+    return ["tunetrack", "worker", *worker_command(pipeline)[4:], "--chief", chief,
+            "--search", parent]
+
+
 def worker_env(index: int, address: tuple[str, int], parent: str, uri: str, count: int,
-               gpus: list[str]) -> dict[str, str]:
+               gpus: list[str], per_worker: int | None = None) -> dict[str, str]:
     env = dict(os.environ, KERASTUNER_TUNER_ID=f"tuner{index}", KERASTUNER_ORACLE_IP=address[0],
                KERASTUNER_ORACLE_PORT=str(address[1]), MLFLOW_TRACKING_URI=uri,
                **{PARENT_ENV: parent, CHIEF_PID_ENV: str(os.getpid())})
-    if len(gpus) > 1:
-        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    pinned = worker_gpus(gpus, index, per_worker)  # --gpus-per-worker (search/devices.py)
+    if pinned is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(pinned)
     threads = str(max(1, (os.cpu_count() or 1) // count))
     for key in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         env.setdefault(key, threads)  # N workers on one CPU share its cores instead of fighting
@@ -98,9 +109,13 @@ def worker_env(index: int, address: tuple[str, int], parent: str, uri: str, coun
 
 def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None = None,
                  mode: str = "auto", notify: Callable[[str], None] | None = None,
-                 oracle_address: str = "127.0.0.1:0") -> SearchResult:
+                 oracle_address: str = "127.0.0.1:0",
+                 gpus_per_worker: int | None = None) -> SearchResult:
     """The chief: serve the oracle, run ``workers`` local workers, close the parent run."""
     from tunetrack.tracking.store import tracking_uri
+
+    if gpus_per_worker is not None:
+        worker_gpus(visible_gpus(), 0, gpus_per_worker)  # too few GPUs: refused before anything
 
     with SearchSession(pipeline, reporter=reporter, mode=mode, notify=notify,
                        chief=True) as session:
@@ -108,21 +123,35 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
         tuner = session.build_tuner()
         oracle = tuner.oracle
         oracle.verbose = 0
+        kt_internal.atomic_saves(oracle)  # a chief killed mid-save can still be resumed
         tuner.save()
-        server, servicer, port = kt_internal.serve_oracle(oracle, oracle_address)
+        liveness = heartbeat.Liveness()
+        server, servicer, port = kt_internal.serve_oracle(
+            oracle, oracle_address, on_heartbeat=liveness.beat,
+            hold=lambda tid: _may_requeue(oracle, tid))
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             host = oracle_address.rpartition(":")[0]
-            session.notify(f"oracle on {host}:{port}; workers elsewhere: "
-                           f"{PARENT_ENV}={session.run_id} KERASTUNER_ORACLE_IP=<this host> "
-                           f"KERASTUNER_ORACLE_PORT={port} KERASTUNER_TUNER_ID=<unique> "
-                           f"MLFLOW_TRACKING_URI={tracking_uri()}")
+            shown = "<this host>" if host in ("0.0.0.0", "", "[::]") else host
+            uri = tracking_uri().replace("//127.0.0.1:", "//<this host>:").replace(
+                "//localhost:", "//<this host>:")
+            session.notify(f"oracle on {host}:{port}; on other hosts start workers with:\n  "
+                           f"MLFLOW_TRACKING_URI={uri} "
+                           + " ".join(remote_command(pipeline, f"{shown}:{port}",
+                                                     session.run_id)))
             local = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
             gpus = visible_gpus()
-            for i in range(workers):
-                env = worker_env(i, (local, port), session.run_id, tracking_uri(), workers, gpus)
-                procs[f"tuner{i}"] = subprocess.Popen(worker_command(pipeline), env=env)
-            ended = _watch(session, tuner, servicer, procs)
+            envs = {f"tuner{i}": worker_env(i, (local, port), session.run_id, tracking_uri(),
+                                            workers, gpus, gpus_per_worker)
+                    for i in range(workers)}
+
+            def spawn(tid: str) -> subprocess.Popen[bytes]:
+                procs[tid] = subprocess.Popen(worker_command(pipeline), env=envs[tid])
+                return procs[tid]
+
+            for tid in envs:
+                spawn(tid)
+            ended = _watch(session, tuner, servicer, procs, liveness, spawn)
             try:
                 kt_internal.check_consecutive_failures(oracle)
             except RuntimeError as exc:
@@ -137,30 +166,70 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
     return session.result
 
 
+def _may_requeue(oracle: Any, tuner_id: str) -> bool:
+    """A worker asking for a trial when none is left waits while others still train: one of
+    them may be lost, and its trial would then have nobody to train it."""
+    if not kt_internal.budget_spent(oracle) or kt_internal.retries_pending(oracle):
+        return False
+    return any(t != tuner_id for t in kt_internal.ongoing_tuners(oracle))
+
+
+def _requeue(session: SearchSession, oracle: Any, tuner_id: str, why: str) -> str | None:
+    """The run first (KILLED), then the trial: its next attempt finds the run it retries."""
+    resume.kill_stale(session.tracker, session.run_id, why, worker=tuner_id)
+    trial_id = kt_internal.requeue(oracle, tuner_id)
+    if trial_id is not None:
+        session.notify(f"{why}; trial {trial_id} goes to the next worker that asks")
+    return trial_id
+
+
 def _watch(session: SearchSession, tuner: Any, servicer: Any,
-           procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
-    """Until the search is over: requeue the trial of a worker that dies, apply the time budget.
-    Returns each local worker's exit status."""
+           procs: dict[str, subprocess.Popen[bytes]],
+           liveness: heartbeat.Liveness | None = None,
+           spawn: Callable[[str], Any] | None = None) -> dict[str, int]:
+    """Until the search is over: requeue the trial of a worker that dies (a local process that
+    exits, a remote worker silent for the heartbeat timeout), apply the time budget. A local
+    worker that died holding a trial is started again (up to ``RESPAWNS`` times), so its trial
+    is not left waiting when the others have finished. Returns each local worker's exit
+    status."""
     oracle = tuner.oracle
     ended: dict[str, int] = {}
+    respawned: dict[str, int] = {}
+    waiting_noted = False
     while True:
         time.sleep(POLL_SECONDS)
         check_interrupted()
-        for tid, proc in procs.items():
+        for tid, proc in list(procs.items()):
             if tid not in ended and proc.poll() is not None:
                 ended[tid] = proc.returncode
                 if proc.returncode != 0:
-                    kt_internal.requeue(oracle, tid)
-                    resume.kill_stale(session.tracker, session.run_id,
-                                      f"process died: worker {tid} exited with status "
-                                      f"{proc.returncode}", worker=tid)
+                    requeued = _requeue(session, oracle, tid, f"process died: worker {tid} "
+                                                              f"exited with status "
+                                                              f"{proc.returncode}")
+                    if requeued and spawn and respawned.get(tid, 0) < RESPAWNS:
+                        respawned[tid] = respawned.get(tid, 0) + 1
+                        del ended[tid]
+                        spawn(tid)
+        silent = liveness.silent(kt_internal.ongoing_tuners(oracle), procs) if liveness else []
+        for tid in silent:
+            _requeue(session, oracle, tid, f"worker {tid} lost: no heartbeat for "
+                                           f"{liveness.timeout if liveness else 0:g} s")
         session.runner.check_budget(tuner)
+        pending = kt_internal.retries_pending(oracle)
         if procs:
             if len(ended) == len(procs) and not oracle.ongoing_trials:
+                if pending:
+                    session.fail(f"{pending} requeued trial(s) left untrained: every local "
+                                 f"worker ended (exit statuses {ended})")
                 return ended
         elif kt_internal.stop_requested(servicer) and not oracle.ongoing_trials \
                 and not oracle.tuner_ids:
-            return ended
+            if not pending:
+                return ended
+            if not waiting_noted:  # a lost worker's trial waits for any worker to join
+                waiting_noted = True
+                session.notify(f"{pending} requeued trial(s) wait for a worker: start one "
+                               "with the command above")
 
 
 def _stop_workers(procs: dict[str, subprocess.Popen[bytes]], grace: float = 30.0) -> None:
@@ -204,12 +273,36 @@ def _watch_chief(pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def join(pipeline: Pipeline, *, chief: str, tuner_id: str | None = None,
+         parent: str | None = None) -> int:
+    """``tunetrack worker``: work for the chief at ``chief`` (HOST:PORT); the exit status."""
+    import socket
+
+    from tunetrack.errors import PipelineError
+
+    host, _, port = chief.rpartition(":")
+    if not host or not port.isdigit():
+        raise PipelineError(f"--chief must be HOST:PORT (the chief's --oracle-address), got "
+                            f"{chief!r}", file=pipeline.path)
+    tuner_id = tuner_id or f"{socket.gethostname()}-{os.getpid()}"
+    if "chief" in tuner_id:
+        raise PipelineError(f"--id {tuner_id!r}: a worker's name may not contain 'chief' "
+                            "(keras-tuner reserves it)", file=pipeline.path)
+    os.environ.update(KERASTUNER_ORACLE_IP=host.strip("[]"), KERASTUNER_ORACLE_PORT=port,
+                      KERASTUNER_TUNER_ID=tuner_id)
+    if parent:
+        os.environ[PARENT_ENV] = parent
+    return run_worker(pipeline)
+
+
 def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = None) -> int:
     """A worker: train the chief's trials until it has none; returns the exit status."""
     from tunetrack.search.tuners import build_tuner
     from tunetrack.tracking.store import SearchTracker
 
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    watch = heartbeat.ChiefWatch(address, tuner_id, echo=print)
     with InterruptHandling() as signals:
         if os.environ.get(CHIEF_PID_ENV, "").isdigit():
             _watch_chief(int(os.environ[CHIEF_PID_ENV]))
@@ -217,6 +310,9 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
         tracker = SearchTracker(pipeline.experiment)
         parent = os.environ.get(PARENT_ENV) or _find_parent(tracker, pipeline)
         tracker.parent_run_id = parent
+        start_trial = tracker.start_trial
+        tracker.start_trial = lambda trial_id, run_name, tags: start_trial(  # type: ignore[method-assign]
+            trial_id, run_name, heartbeat.mark_retry(tracker, trial_id, dict(tags)))
         recorded = resume.recorded_trials(tracker, parent, pipeline.objective)
         runner = TrialRunner(pipeline, space, dataset, tracker, WorkerReporter(tuner_id),
                              recorded=recorded, worker=tuner_id)
@@ -224,29 +320,54 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
         reason = None
         try:
             tuner = build_tuner(runner, directory, overwrite=True)
+            watch.start()
             signals.install()  # again, after TensorFlow and MLflow are imported
             runner.warm_up()
             with frozen_gc():
                 tuner.search(epochs=pipeline.training.epochs, verbose=0)
         except KeyboardInterrupt:
+            if watch.reason:
+                reason = f"worker {tuner_id} stopped: {watch.reason}"
+                print(f"[{tuner_id}] stopped (exit status {heartbeat.EXIT_CHIEF_LOST}); a trial "
+                      "in flight is marked KILLED", flush=True)
+                return heartbeat.EXIT_CHIEF_LOST
             reason = f"{interrupt_reason()}: worker {tuner_id} was stopped"
             return 130
+        except Exception as exc:  # a call in flight when the chief's process died
+            if not heartbeat.chief_gone(exc):
+                raise
+            watch.stop()
+            reason = f"worker {tuner_id} stopped: the chief at {address} dropped the connection"
+            print(f"[{tuner_id}] stopping: the chief at {address} dropped the connection "
+                  "mid-call; resume the search on the chief's host with --resume, then start "
+                  f"this worker again (exit status {heartbeat.EXIT_CHIEF_LOST})", flush=True)
+            return heartbeat.EXIT_CHIEF_LOST
         finally:
+            watch.stop()
             runner.finish_uploads()
             runner.kill_running(reason or "worker ended")
             shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 
-def _find_parent(tracker: Any, pipeline: Pipeline) -> str:
-    """Without TUNETRACK_PARENT_RUN_ID: the running search of the same files and flags."""
+def _find_parent(tracker: Any, pipeline: Pipeline, wait: float | None = None) -> str:
+    """Without TUNETRACK_PARENT_RUN_ID: the running search of the same files and flags,
+    waited for (a worker may start before its chief) up to ``wait`` seconds."""
     from tunetrack.errors import PipelineError
 
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        f"tags.`{names.TAG_SEARCH_KEY}` = '{resume.search_key(pipeline)}' and "
-        "attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        raise PipelineError(f"no running search of this pipeline to work for; set {PARENT_ENV} "
-                            "to the chief's search run id", file=pipeline.path)
-    return runs[0].info.run_id
+    wait = max(120.0, heartbeat.timeout_seconds()) if wait is None else wait
+    deadline = time.monotonic() + wait
+    while True:
+        runs = tracker.client.search_runs(
+            [tracker.experiment_id],
+            f"tags.`{names.TAG_SEARCH_KEY}` = '{resume.search_key(pipeline)}' and "
+            "attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"],
+            max_results=1)
+        if runs:
+            return str(runs[0].info.run_id)
+        if time.monotonic() > deadline:
+            raise PipelineError(f"no running search of this pipeline to work for after "
+                                f"{wait:.0f} s; start the chief first, or pass --search (or "
+                                f"{PARENT_ENV}) with the chief's search run id",
+                                file=pipeline.path)
+        time.sleep(2)

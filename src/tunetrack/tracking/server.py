@@ -23,11 +23,23 @@ def default_backend_uri() -> str:
     return f"sqlite:///{store / DB_NAME}"
 
 
+def with_driver(uri: str) -> str:
+    """A ``postgresql://`` URI names the driver tunetrack installs (psycopg2): SQLAlchemy 2.1
+    otherwise picks psycopg 3, which is not installed."""
+    for scheme in ("postgresql://", "postgres://"):
+        if uri.startswith(scheme):
+            return "postgresql+psycopg2://" + uri[len(scheme):]
+    return uri
+
+
 def server_command(*, host: str = "127.0.0.1", port: int = 5000,
                    backend_store_uri: str | None = None,
                    artifacts_destination: str | None = None) -> list[str]:
     """The ``mlflow server`` command line tunetrack runs."""
-    backend = backend_store_uri or default_backend_uri()
+    # MLflow 3's server also starts job consumers (GenAI scoring, trace archival): two more
+    # processes a tracking server for searches never uses
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    backend = with_driver(backend_store_uri or default_backend_uri())
     artifacts = artifacts_destination or str(Path.cwd() / STORE_DIR / "artifacts")
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
