@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks import SIZES, Row
 
 NAMES = ("tracking", "startup", "rejection", "compare", "memory", "quality", "efficiency",
-         "hostile")
+         "hostile", "data", "gpu", "classic", "pruning", "scale")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

@@ -28,7 +28,7 @@ def test_search_help_shows_every_flag():
     result = _run(["search", "--help"])
     assert result.exit_code == 0
     assert "Usage: tunetrack search [OPTIONS] PIPELINE" in result.output
-    for flag in ("--space FILE", "--tuner [random|grid|bayesian|hyperband]", "--max-trials",
+    for flag in ("--space FILE", "--tuner [random|grid|bayesian|hyperband|tpe]", "--max-trials",
                  "--epochs", "--seed", "--experiment", "--data", "--max-minutes", "-q, --quiet"):
         assert flag in result.output
 
@@ -45,7 +45,7 @@ def test_bad_tuner_names_the_choices():
     result = _run(["search", "pipelines/digits.yaml", "--tuner", "genetic"])
     assert result.exit_code == 2
     assert ("Invalid value for '--tuner': 'genetic' is not one of 'random', 'grid', "
-            "'bayesian', 'hyperband'.") in result.output
+            "'bayesian', 'hyperband', 'tpe'.") in result.output
 
 
 def test_missing_pipeline_is_a_clean_error(tmp_path):

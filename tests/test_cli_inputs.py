@@ -60,7 +60,7 @@ def test_validate_pipeline_problems(tmp_path: Path):
     assert f"{pipeline}:1: space: the space file '{tmp_path / 'nope.yaml'}' does not exist" \
         in result.output
     assert (f"{pipeline}:2: tuner.kind: must be one of 'random', 'grid', 'bayesian', "
-            "'hyperband', got 'randm' (did you mean 'random'?)") in result.output
+            "'hyperband', 'tpe', got 'randm' (did you mean 'random'?)") in result.output
     assert f"{pipeline}:2: tuner.max_trials: must be at least 1, got 0" in result.output
 
 

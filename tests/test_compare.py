@@ -202,6 +202,25 @@ def test_sort_by_any_column_descending(uri):
     assert list(df["trial_id"])[0] == "05"
 
 
+def test_macro_f1_is_a_column_to_sort_by_whatever_the_objective(tmp_path, monkeypatch, blank_db):
+    from mlflow.entities import Metric
+
+    uri, client = new_store(blank_db, tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    exp = client.create_experiment("imb", artifact_location=(tmp_path / "a").as_uri())
+    search = add_search(client, exp, "s", 1_000)
+    for i, (acc, f1) in enumerate([(0.95, 0.40), (0.90, 0.85)]):
+        run = add_trial(client, exp, search, f"0{i}", "completed", {"optimizer": "adam"}, acc,
+                        100, None, 1_001 + i)
+        client.log_batch(run, metrics=[Metric("best_val_macro_f1", f1, 0, 0)])
+    df = read_csv(cmp.compare(experiment="imb", fmt="csv"))
+    assert list(df.columns[:7]) == ["trial_id", "status", OBJ, "params_total", "epochs",
+                                    "train_seconds", "val_macro_f1"]
+    assert list(df["trial_id"]) == ["00", "01"]
+    df = read_csv(cmp.compare(experiment="imb", sort="-val_macro_f1", fmt="csv"))
+    assert list(df["trial_id"]) == ["01", "00"] and list(df["val_macro_f1"]) == [0.85, 0.40]
+
+
 def test_unknown_sort_column_names_the_columns(uri):
     with pytest.raises(TrackingError, match=r"cannot sort by 'lerning_rate'.*did you mean "
                                             r"'learning_rate'"):

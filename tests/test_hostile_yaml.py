@@ -127,7 +127,8 @@ PIPELINE_CASES = [
      r"1: space: no candidate fits 8×8×1 images and 10 classes: 200 sampled, none fits the "
      r"input \(e.g. blocks.1 conv: "),
     ("huge-value-echo", "space: s.yaml\ntuner: {kind: [" + ", ".join(["1"] * 5000) + "]}\n",
-     r"2: tuner.kind: must be one of 'random', 'grid', 'bayesian', 'hyperband', got \[1, 1, "),
+     r"2: tuner.kind: must be one of 'random', 'grid', 'bayesian', 'hyperband', 'tpe', got "
+     r"\[1, 1, "),
 ]
 
 

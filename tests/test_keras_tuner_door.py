@@ -91,10 +91,25 @@ def test_oracle_retry_queue_and_locks(oracle):
     trial = oracle.create_trial("tuner7")
     assert door.requeue(oracle, "tuner7") == trial.trial_id
     assert oracle._retry_queue == [trial.trial_id]
+    assert door.retries_pending(oracle) == 1
+    assert door.budget_spent(oracle) is False  # max_trials=3, one trial so far
     assert "tuner7" not in oracle.ongoing_trials
     assert door.requeue(oracle, "tuner7") is None
     # keras-tuner hands the requeued trial to the next worker that asks
     assert oracle.create_trial("tuner8").trial_id == trial.trial_id
+
+
+def test_oracle_saves_are_atomic(oracle, tmp_path: Path):
+    import json
+
+    door.atomic_saves(oracle)
+    trial = oracle.create_trial("tuner0")  # saves the oracle and the trial
+    state = json.loads((tmp_path / "canary" / "oracle.json").read_text())
+    assert state["ongoing_trials"] == {"tuner0": trial.trial_id}, \
+        "Oracle.save/_save_trial changed: atomic_saves()"
+    saved = tmp_path / "canary" / f"trial_{trial.trial_id}" / "trial.json"
+    assert json.loads(saved.read_text())["trial_id"] == trial.trial_id
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_check_consecutive_failures_raises_runtime_error(oracle):
@@ -122,6 +137,39 @@ def test_oracle_servicer_serves_and_reports_stop(oracle):
         assert [hp.name for hp in space.hyperparameters.space.int_space] == ["units"]
     finally:
         server.stop(grace=0)
+
+
+def test_heartbeat_is_answered_beside_the_oracle(oracle):
+    import grpc
+
+    beats: list[str] = []
+    server, _, port = door.serve_oracle(oracle, "127.0.0.1:0",
+                                        on_heartbeat=lambda text: beats.append(text) or "ok")
+    try:
+        send = door.heartbeat(f"127.0.0.1:{port}")
+        assert send("hostB-0/abc", 10) == "ok", "GetTrialRequest/Trial protos changed: heartbeat()"
+        assert beats == ["hostB-0/abc"]
+        trial = oracle.create_trial("tuner0")  # a real GetTrial still reaches the oracle
+        assert door.ongoing_tuners(oracle) == ["tuner0"]
+        from keras_tuner.src import protos
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = protos.get_service_grpc().OracleStub(channel).GetTrial(
+                protos.get_service().GetTrialRequest(trial_id=trial.trial_id), timeout=10)
+        assert reply.trial.trial_id == trial.trial_id
+    finally:
+        server.stop(grace=0)
+    with pytest.raises(grpc.RpcError):
+        send("hostB-0/abc", 1)
+
+
+def test_tried_before_sees_the_oracles_duplicates(oracle):
+    trial = oracle.create_trial("tuner0")
+    values = dict(trial.hyperparameters.values)
+    tried, earlier = door.tried_before(oracle, values)
+    assert tried and earlier is trial, \
+        "Oracle._compute_values_hash/_tried_so_far/_id_to_hash moved: tried_before()"
+    assert door.tried_before(oracle, {"units": 99}) == (False, None)
 
 
 def test_tensorflow_gradient_registry_is_reachable():

@@ -106,7 +106,7 @@ def test_nan_loss_fails_the_trial(store, workdir: Path):
     assert parent.info.status == "FAILED"
 
 
-@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
+@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband", "tpe"])
 def test_every_tuner_records_complete_trials(store, workdir: Path, tuner: str):
     import mlflow
     import pandas as pd

@@ -92,6 +92,8 @@ def shipped_family(path: Path) -> str:
     preset's searchable variant ``X_search.yaml`` the family of ``presets/X.yaml``."""
     if path.stem == "digits_cnn":
         return "cnn"
+    if path.stem in ("sift_fisher", "bovw"):  # the classic family's example systems
+        return "classic"
     if path.stem.endswith("_search"):
         preset = path.parent / "presets" / f"{path.stem.removesuffix('_search')}.yaml"
         assert preset.is_file(), f"{path.name} names no preset: {preset} does not exist"
@@ -520,15 +522,16 @@ OBJECTIVE_ERRORS = [
      r"\(did you mean 'direction'\?\)$"),
     ("objective:\n  direction: min\n",
      r"pipe.yaml:2: objective: missing key 'name': write \{name: METRIC, direction: min\|max\} "
-     r"with METRIC one of 'val_accuracy', 'val_loss', 'accuracy', 'loss'$"),
+     r"with METRIC one of 'val_accuracy', 'val_loss', 'accuracy', 'loss', 'val_macro_f1'$"),
     ("objective:\n  name: val_acc\n",
      r"pipe.yaml:3: objective.name: must be one of 'val_accuracy', 'val_loss', 'accuracy', "
-     r"'loss', got 'val_acc' \(did you mean 'val_accuracy'\?\)$"),
+     r"'loss', 'val_macro_f1', got 'val_acc' \(did you mean 'val_accuracy'\?\)$"),
     ("objective: val_acc\n",
      r"pipe.yaml:2: objective: must be one of .*got 'val_acc' \(did you mean 'val_accuracy'\?\)"),
     ("objective: [val_loss, min]\n",
      r"pipe.yaml:2: objective: must be a metric name \('val_accuracy', 'val_loss', 'accuracy', "
-     r"'loss'\) or a mapping like \{name: val_loss, direction: min\}, got \['val_loss', 'min'\]"),
+     r"'loss', 'val_macro_f1'\) or a mapping like \{name: val_loss, direction: min\}, "
+     r"got \['val_loss', 'min'\]"),
 ]
 
 

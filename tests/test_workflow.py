@@ -29,6 +29,7 @@ def _run(args):
     return CliRunner().invoke(main, args, prog_name="tunetrack")
 
 
+@pytest.mark.core  # the quick start: also run in the TF-free .venv-jax by `make test`
 def test_search_compare_promote_predict(store, workdir: Path, monkeypatch):
     import mlflow
 

@@ -13,7 +13,8 @@ import click
 
 from tunetrack.errors import TunetrackError, capped
 
-TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband")
+TUNER_CHOICES = ("random", "grid", "bayesian", "hyperband", "tpe")
+PRUNER_CHOICES = ("none", "median", "asha")
 
 
 def _failure(error: TunetrackError) -> click.ClickException:
@@ -50,8 +51,10 @@ def main() -> None:
 @main.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--space", type=click.Path(dir_okay=False), metavar="FILE", help="Search-space file (overrides the pipeline's).")
-@click.option("--tuner", type=click.Choice(TUNER_CHOICES), help="Search strategy (keras-tuner oracle).")
+@click.option("--tuner", type=click.Choice(TUNER_CHOICES), help="Search strategy (keras-tuner oracle; tpe: Optuna's TPE sampler).")
 @click.option("--max-trials", type=click.IntRange(min=1), help="Models to train (rejected candidates do not count).")
+@click.option("--repeats", type=click.IntRange(min=1), help="Train each candidate N times with other seeds; rank by the mean (see compare --significance).")
+@click.option("--pruning", type=click.Choice(PRUNER_CHOICES), help="Stop unpromising trials early (overrides tuner.pruning.kind).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per trial (Hyperband: the most per trial).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the tuner and of weight initialisation.")
 @click.option("--experiment", help="MLflow experiment name.")
@@ -62,9 +65,10 @@ def main() -> None:
 @click.option("--new", "mode", flag_value="new", help="Start a new search even if an interrupted one could be resumed.")
 @click.option("--workers", type=click.IntRange(min=0), help="Train on N local worker processes around a chief oracle (0: only remote workers).")
 @click.option("--oracle-address", metavar="HOST:PORT", default="127.0.0.1:0", show_default=True, help="Where the chief serves the oracle (with --workers); 0.0.0.0:PORT lets other hosts join.")
+@click.option("--gpus-per-worker", type=click.IntRange(min=1), help="With --workers: pin each local worker to its own N GPUs (CUDA_VISIBLE_DEVICES); default one each when there are several.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final summary.")
 def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
-           oracle_address: str, pins: tuple[str, ...], **flags: Any) -> None:
+           oracle_address: str, gpus_per_worker: int | None, pins: tuple[str, ...], **flags: Any) -> None:
     """Run the hyperparameter search described by PIPELINE and track it in MLflow.
 
     \b
@@ -96,7 +100,8 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
 
                 result = run_parallel(loaded, workers=workers, reporter=reporter,
                                       mode=mode or "auto", notify=notify,
-                                      oracle_address=oracle_address)
+                                      oracle_address=oracle_address,
+                                      gpus_per_worker=gpus_per_worker)
             else:
                 from tunetrack.search.session import run_search
 
@@ -116,6 +121,35 @@ def search(pipeline: str, quiet: bool, mode: str | None, workers: int | None,
                f"  this search: {run_url(base, result.experiment_id, result.parent_run_id)}")
     if result.best is None:
         raise click.ClickException("no trial was trained: see the rejected/failed reasons above")
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--chief", required=True, metavar="HOST:PORT", help="The chief's oracle (its search --oracle-address).")
+@click.option("--search", "search_id", metavar="RUN_ID", help="The chief's search run (it prints it); default: the running search of this pipeline.")
+@click.option("--id", "tuner_id", metavar="NAME", help="This worker's unique name (default HOST-PID).")
+@click.option("--space", type=click.Path(dir_okay=False), metavar="FILE")
+@click.option("--tuner", type=click.Choice(TUNER_CHOICES))
+@click.option("--max-trials", type=click.IntRange(min=1))
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--seed", type=click.IntRange(min=0))
+@click.option("--experiment")
+@click.option("--data", "data")
+@click.option("--set", "pins", multiple=True, metavar="KEY=VALUE")
+def worker(pipeline: str, chief: str, search_id: str | None, tuner_id: str | None,
+           pins: tuple[str, ...], **flags: Any) -> None:
+    """Train trials for a chief on another host (`tunetrack search ... --workers N
+    --oracle-address 0.0.0.0:PORT`) until it has none; the chief prints this command.
+
+    Set MLFLOW_TRACKING_URI to the chief's tracking server. Exits 3 when the chief stops
+    answering (TUNETRACK_HEARTBEAT_TIMEOUT seconds, default 60).
+    """
+    from tunetrack.search.workers import join
+    from tunetrack.space.pipeline import load_pipeline
+    from tunetrack.space.planning import parse_assignments
+
+    loaded = load_pipeline(pipeline).override(**flags, pins=tuple(parse_assignments(pins).items()))
+    sys.exit(join(loaded, chief=chief, tuner_id=tuner_id, parent=search_id))
 
 
 @main.command()
@@ -196,13 +230,23 @@ def plan(space_file: str, assignments: tuple[str, ...], sample: int | None, seed
 @click.option("--sort", metavar="COLUMN", help="Sort by COLUMN ('-COLUMN' descending); default: the objective.")
 @click.option("--where", metavar="FILTER", help="MLflow filter, e.g. \"params.optimizer = 'adam'\".")
 @click.option("--format", "fmt", type=click.Choice(("table", "csv", "json", "markdown")), default="table", show_default=True)
+@click.option("--significance", is_flag=True, help="Test #1 against #2 on their seed repeats (Welch's t-test); the verdict goes to stderr with csv/json.")
 def compare(experiment: str | None, search_id: str | None, top: int | None, sort: str | None,
-            where: str | None, fmt: str) -> None:
-    """Compare the trials of a search: hyperparameters that vary, objective, size, time."""
+            where: str | None, fmt: str, significance: bool) -> None:
+    """Compare the trials of a search: hyperparameters that vary, objective, size, time.
+
+    A search with --repeats ranks candidates by their mean, with ± (standard deviation) and
+    the 95% confidence interval of the mean.
+    """
     from tunetrack.tracking.compare import compare as compare_trials
 
     click.echo(compare_trials(experiment=experiment, search=search_id, top=top, sort=sort,
                               where=where, fmt=fmt).rstrip("\n"))
+    if significance:
+        from tunetrack.tracking.significance import verdict
+
+        click.echo(f"\n{verdict(experiment=experiment, search=search_id, where=where)}",
+                   err=fmt in ("csv", "json"))
 
 
 @main.command()
@@ -214,8 +258,10 @@ def compare(experiment: str | None, search_id: str | None, top: int | None, sort
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluate the K best trials on the test split; the best on test is registered.")
 @click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True, help="Register the K best trials (by --metric) as one model averaging their probabilities.")
 @click.option("--dry-run", is_flag=True, help="Evaluate and report; register nothing.")
+@click.option("--require-significant", is_flag=True, help="Refuse unless the best trial's lead over the second exceeds seed noise (Welch's t-test on --repeats).")
 def promote(experiment: str, model_name: str, search_id: str | None, metric: str,
-            min_test_accuracy: float | None, top: int, ensemble: int, dry_run: bool) -> None:
+            min_test_accuracy: float | None, top: int, ensemble: int, dry_run: bool,
+            require_significant: bool) -> None:
     """Evaluate the best trial on the sealed test split and make it the registry's champion.
 
     The alias 'champion' moves only if the model passes --min-test-accuracy and does at least
@@ -227,7 +273,7 @@ def promote(experiment: str, model_name: str, search_id: str | None, metric: str
     try:
         result = promote_best(experiment, model_name, search=search_id, metric=metric,
                               min_test_accuracy=min_test_accuracy, top=top, ensemble=ensemble,
-                              dry_run=dry_run)
+                              dry_run=dry_run, require_significant=require_significant)
     except PromotionRefused as refused:
         outcome = getattr(refused, "result", None)
         for line in outcome.lines()[:-1] if outcome else []:  # the last line is the error

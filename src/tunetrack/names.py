@@ -50,10 +50,26 @@ TAG_TRIAL_STATUS = "tunetrack.trial_status"
 # The whole reason is the run's description (TAG_NOTE); see :func:`full_reason`.
 TAG_REJECT_KIND = "tunetrack.reject_kind"  # "impossible" or "constraint"
 TAG_WORKER = "tunetrack.worker"  # keras-tuner tuner id of the worker that trained it
+TAG_DEVICE = "tunetrack.device"  # keras backend and the devices it trains on: "jax:gpu:0"
+TAG_PRECISION = "tunetrack.precision"  # dtype policy: float32, mixed_float16, mixed_bfloat16
+# Seed repeats (``--repeats N``): each training of a candidate is a run nested under the
+# candidate's run (role "repeat", TAG_REPEAT its 1-based number); the candidate holds the
+# per-repeat objective values as a JSON list and the METRIC_REPEATS_* summary.
+TAG_REPEAT = "tunetrack.repeat"
+TAG_REPEAT_SCORES = "tunetrack.repeat_scores"
+TAG_REPEAT_KEPT = "tunetrack.repeat_kept"  # the repeat whose model the candidate keeps
+# A trial retried after running out of memory: TAG_RETRY=RETRY_OOM_HALF_BATCH, and the batch
+# size it trained (or failed again) with.
+TAG_RETRY = "tunetrack.retry"
+RETRY_OOM_HALF_BATCH = "oom_half_batch"
+TAG_BATCH_SIZE = "tunetrack.batch_size"
+TAG_RETRY_OF = "tunetrack.retry_of"  # the KILLED run of the same trial this run retries
+TAG_PRUNER = "tunetrack.pruner"  # a pruned trial: which rule stopped it (median, asha)
 
 ROLE_SEARCH = "search"
 ROLE_TRIAL = "trial"
 ROLE_PROMOTION = "promotion"
+ROLE_REPEAT = "repeat"
 
 # -- metrics -----------------------------------------------------------------------------------
 # Grouped by "/" prefix: MLflow 3's chart view makes a section of each prefix, prefixed
@@ -69,11 +85,19 @@ METRIC_FLOPS = "size/flops_per_example"
 METRIC_TRAIN_SECONDS = "training/seconds"
 METRIC_BEST_EPOCH = "training/best_epoch"
 METRIC_EPOCHS_TRAINED = "training/epochs"
+METRIC_PRUNED_AT = "training/pruned_at_epoch"  # a pruned trial: the epoch it stopped after
 # A search run's summary: its own "search/" names, never a trial's.
 METRIC_TRIALS_COMPLETED = "search/trials_completed"
 METRIC_TRIALS_REJECTED = "search/trials_rejected"
 METRIC_TRIALS_FAILED = "search/trials_failed"
+METRIC_TRIALS_PRUNED = "search/trials_pruned"
 METRIC_SEARCH_SECONDS = "search/seconds"
+# A candidate trained several times (seed repeats): its objective over the repeats.
+METRIC_REPEATS_N = "repeats/n"
+METRIC_REPEATS_MEAN = "repeats/mean"
+METRIC_REPEATS_STD = "repeats/std"
+METRIC_REPEATS_CI_LOW = "repeats/ci95_low"
+METRIC_REPEATS_CI_HIGH = "repeats/ci95_high"
 # What tunetrack 0.1 called them: read as a fallback, so its stores still compare and resume.
 LEGACY_METRICS = {METRIC_PARAMS_TOTAL: "params_total", METRIC_PARAMS_TRAINABLE: "params_trainable",
                   METRIC_FLOPS: "flops_per_example", METRIC_TRAIN_SECONDS: "train_seconds",
@@ -120,7 +144,8 @@ def full_reason(tags: dict[str, str]) -> str | None:
 # The metrics Keras logs for every family, and which way is better. A pipeline may state the
 # direction; for these names it is inferred when unstated.
 OBJECTIVE_DIRECTIONS = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max",
-                        "loss": "min"}
+                        "loss": "min",
+                        "val_macro_f1": "max"}  # search/imbalance.py: every trial logs it
 DIRECTIONS = ("min", "max")
 
 
@@ -129,8 +154,8 @@ def chance_score(objective: str, num_classes: int) -> float | None:
 
     Accuracy: ``1 / C``; cross-entropy: ``ln C``. None for a metric without such a baseline.
     """
-    if objective.endswith("accuracy"):
-        return 1.0 / num_classes
+    if objective.endswith("accuracy") or objective.endswith("macro_f1"):
+        return 1.0 / num_classes  # macro-F1 of uniform guesses on balanced classes: 1 / C
     if objective.endswith("loss"):
         return math.log(num_classes)
     return None
@@ -143,9 +168,11 @@ class TrialStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     KILLED = "killed"
+    PRUNED = "pruned"  # trained, then stopped early by the search's pruner (tuner.pruning)
 
     def is_trained(self) -> bool:
-        return self is TrialStatus.COMPLETED
+        """A model was trained and scored (a pruned trial too, on fewer epochs)."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.PRUNED)
 
 
 class RunStatus(StrEnum):

@@ -16,12 +16,22 @@ from tunetrack.models._inputs import featurize, input_shape
 if TYPE_CHECKING:
     from tunetrack.models._build import build_model, served_model
     from tunetrack.models._compile import compile_kwargs, outputs_probabilities, squared_error
+    from tunetrack.models._device import (
+        compile_options,
+        device_tag,
+        devices,
+        dtype_policy,
+        precision_policy,
+    )
 
 __all__ = ["build_model", "compile_kwargs", "featurize", "input_shape",
-           "outputs_probabilities", "served_model", "squared_error"]
+           "outputs_probabilities", "served_model", "squared_error",
+           "compile_options", "device_tag", "devices", "dtype_policy", "precision_policy"]
 
 _LAZY = {"build_model": "_build", "served_model": "_build", "compile_kwargs": "_compile",
-         "outputs_probabilities": "_compile", "squared_error": "_compile"}
+         "outputs_probabilities": "_compile", "squared_error": "_compile",
+         **dict.fromkeys(("compile_options", "device_tag", "devices", "dtype_policy",
+                          "precision_policy"), "_device")}
 
 
 def __getattr__(name: str) -> Any:

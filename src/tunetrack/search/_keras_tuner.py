@@ -75,6 +75,48 @@ def after_end_trial(oracle: Any, hook: Callable[[Any], None]) -> None:
     hook(oracle)
 
 
+def tried_before(oracle: Any, values: dict[str, Any]) -> tuple[bool, Any]:
+    """``(tried, trial)``: whether ``values`` (active ones) were proposed already, and by which
+    trial (None if it is not known any more).
+
+    Missing API: an oracle subclass that proposes its own values (``tpe.TPEOracle``) must not
+    train a duplicate, as keras-tuner's own oracles avoid through the private
+    ``_compute_values_hash``, ``_tried_so_far`` and ``_id_to_hash``.
+    """
+    digest = oracle._compute_values_hash(values)
+    if digest not in oracle._tried_so_far:
+        return False, None
+    for trial_id, known in oracle._id_to_hash.items():
+        if known == digest and trial_id in oracle.trials:
+            return True, oracle.trials[trial_id]
+    return True, None
+
+
+def atomic_saves(oracle: Any) -> None:
+    """The oracle writes ``oracle.json`` and each ``trial.json`` to a temporary file renamed
+    over the old one, so a chief killed mid-write leaves a state ``--resume`` can reload.
+
+    Missing API: keras-tuner's ``Oracle.save``/``_save_trial`` truncate the file, then write
+    it; a ``kill -9`` in between left an empty ``oracle.json`` (seen in tests/test_cluster.py)
+    and ``reload`` failed with a JSONDecodeError. The instance's two methods are replaced.
+    """
+    import os
+
+    from keras_tuner.src.engine.stateful import Stateful
+
+    def save() -> None:
+        fname = oracle._get_oracle_fname()
+        Stateful.save(oracle, fname + ".tmp")
+        os.replace(fname + ".tmp", fname)
+
+    def save_trial(trial: Any) -> None:
+        fname = os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json")
+        trial.save(fname + ".tmp")
+        os.replace(fname + ".tmp", fname)
+
+    oracle.save, oracle._save_trial = save, save_trial
+
+
 def check_consecutive_failures(oracle: Any) -> None:
     """Raise ``RuntimeError`` if the oracle's consecutive-failure limit was reached.
 
@@ -104,27 +146,93 @@ def requeue(oracle: Any, tuner_id: str) -> str | None:
         return str(trial.trial_id)
 
 
-def serve_oracle(oracle: Any, address: str) -> tuple[Any, Any, int]:
+HEARTBEAT_PREFIX = "tunetrack-heartbeat/"
+
+
+def serve_oracle(oracle: Any, address: str,
+                 on_heartbeat: Callable[[str], str] | None = None,
+                 hold: Callable[[str], bool] | None = None) -> tuple[Any, Any, int]:
     """keras-tuner's oracle servicer on a gRPC server of our own: ``(server, servicer, port)``.
 
     Missing API: ``keras_tuner.src.distribute.oracle_chief.start_server`` blocks, polls for the
     end only every 20 s and exits the process; the chief needs the server while it watches its
     workers. The servicer class and the generated gRPC registration come from private modules.
+    keras-tuner has no liveness RPC either: a ``GetTrial`` for ``HEARTBEAT_PREFIX + text`` is
+    answered by ``on_heartbeat(text)`` (its reply travels as the trial id), see :func:`heartbeat`.
+    A ``CreateTrial`` from a worker waits while ``hold(tuner_id)`` is true (the search may yet
+    requeue another worker's trial), instead of telling that worker to stop.
     """
+    import time
     from concurrent import futures
 
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
+    class Servicer(OracleServicer):
+        def CreateTrial(self, request: Any, context: Any) -> Any:  # noqa: N802
+            while hold is not None and context.is_active() and hold(request.tuner_id):
+                time.sleep(0.5)
+            return super().CreateTrial(request, context)
+
+        def GetTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+            if on_heartbeat is not None and request.trial_id.startswith(HEARTBEAT_PREFIX):
+                reply = on_heartbeat(request.trial_id[len(HEARTBEAT_PREFIX):])
+                return protos.get_service().GetTrialResponse(
+                    trial=protos.get_proto().Trial(trial_id=reply))
+            return super().GetTrial(request, context)
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    servicer = OracleServicer(oracle)
+    servicer = Servicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
     if not port:
         raise OSError(f"cannot listen on {address} for the oracle")
     server.start()
     return server, servicer, port
+
+
+def heartbeat(address: str) -> Callable[[str, float], str]:
+    """A worker's side of :func:`serve_oracle`'s heartbeat: ``send(text, timeout) -> reply``.
+
+    Missing API: the oracle stub class is generated into a private module. Raises
+    ``grpc.RpcError`` when the chief does not answer within ``timeout`` seconds.
+    """
+    import grpc
+    from keras_tuner.src import protos
+
+    stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(address))
+
+    def send(text: str, timeout: float) -> str:
+        request = protos.get_service().GetTrialRequest(trial_id=HEARTBEAT_PREFIX + text)
+        return str(stub.GetTrial(request, timeout=timeout).trial.trial_id)
+
+    return send
+
+
+def ongoing_tuners(oracle: Any) -> list[str]:
+    """The tuner ids holding a trial now, read under the oracle's lock (``LOCKS[oracle]``)."""
+    from keras_tuner.src.engine.oracle import LOCKS
+
+    with LOCKS[oracle]:
+        return list(oracle.ongoing_trials)
+
+
+def budget_spent(oracle: Any) -> bool:
+    """Whether the oracle would tell the next worker to stop (its ``max_trials`` reached)."""
+    from keras_tuner.src.engine.oracle import LOCKS
+
+    with LOCKS[oracle]:
+        return bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials
+
+
+def retries_pending(oracle: Any) -> int:
+    """How many requeued trials wait for a worker (the private ``_retry_queue``, see
+    :func:`requeue`)."""
+    from keras_tuner.src.engine.oracle import LOCKS
+
+    with LOCKS[oracle]:
+        return len(oracle._retry_queue)
 
 
 def stop_requested(servicer: Any) -> bool:

@@ -108,6 +108,10 @@ def search_params(pipeline: Pipeline, space: Any, dataset: Any) -> dict[str, Any
     return {"pipeline": pipeline.name, "family": space.family, "tuner": t.kind,
             "max_trials": t.max_trials, "epochs": pipeline.training.epochs,
             "patience": pipeline.training.patience, "seed": t.seed,
+            "training.mixed_precision": pipeline.training.mixed_precision,
+            "training.jit_compile": ("auto" if pipeline.training.jit_compile is None
+                                     else pipeline.training.jit_compile),
+            "data.cache": d.cache,
             "objective": pipeline.objective, "direction": pipeline.direction,
             "data.source": d.source,
             "data.image_shape": list(dataset.image_shape), "data.split_seed": d.seed,
@@ -138,6 +142,7 @@ def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | N
     log.metrics({names.METRIC_TRIALS_COMPLETED: result.count(TrialStatus.COMPLETED),
                  names.METRIC_TRIALS_REJECTED: result.count(TrialStatus.REJECTED),
                  names.METRIC_TRIALS_FAILED: result.count(TrialStatus.FAILED),
+                 names.METRIC_TRIALS_PRUNED: result.count(TrialStatus.PRUNED),
                  names.METRIC_SEARCH_SECONDS: result.elapsed})
     if best is not None:
         log.metrics({names.search_best(result.pipeline.objective): best.objective})
@@ -155,6 +160,16 @@ def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | N
             artifacts.log_search(tracker, log.run_id, result)
         except Exception as exc:  # a missing picture must not lose the search's record
             warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
+        try:  # the values that failed, were rejected or pruned; the seed repeats' table
+            from tunetrack.tracking import failuremap, significance
+
+            failuremap.log_failure_map(tracker.client, log.run_id, result.trials,
+                                       result.searched)
+            if result.pipeline.tuner.runs_per_candidate > 1:
+                significance.log_table(tracker.client, log.run_id)
+        except Exception as exc:
+            warnings.warn(f"could not write the failure map or repeats table: {exc}",
+                          stacklevel=2)
     if result.stop_reason:
         log.tags({names.TAG_STOP_REASON: result.stop_reason})
     log.flush()

@@ -112,6 +112,9 @@ class ConsoleReporter(QuietReporter):
                        f"{record.seconds:.1f}s)")
         elif record.status is TrialStatus.REJECTED:
             outcome = f"[yellow]rejected[/]: {record.reason}"
+        elif record.status is TrialStatus.PRUNED:
+            outcome = (f"{self._objective} {record.objective:.4f} [yellow]pruned[/] after "
+                       f"epoch {record.epochs}: {record.reason}")
         else:
             outcome = f"[red]{record.status.value}[/]: {record.reason}"
         best_text = (f"best {best.objective:.4f} (trial {best.trial_id})" if best

@@ -99,7 +99,8 @@ class SearchResult:
         lines = [f"search {self.status.lower()} in {format_seconds(self.elapsed)}: "
                  f"{self.count(TrialStatus.COMPLETED)} trained, "
                  f"{self.count(TrialStatus.REJECTED)} rejected, "
-                 f"{self.count(TrialStatus.FAILED)} failed"]
+                 f"{self.count(TrialStatus.FAILED)} failed"
+                 + (f", {n} pruned" if (n := self.count(TrialStatus.PRUNED)) else "")]
         for status in (TrialStatus.REJECTED, TrialStatus.FAILED):
             for reason, n in self.reasons(status):
                 lines.append(f"  {status.value} x{n}, e.g. {reason}")

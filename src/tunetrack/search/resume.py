@@ -56,6 +56,8 @@ def effective_overrides(pipeline: Pipeline) -> dict[str, Any]:
     out: dict[str, Any] = {"tuner": pipeline.tuner.kind, "max_trials": pipeline.tuner.max_trials,
                            "epochs": pipeline.training.epochs, "seed": pipeline.tuner.seed,
                            "data": pipeline.data.source}
+    if pipeline.tuner.repeats > 1:  # likewise only when given (--repeats)
+        out["repeats"] = pipeline.tuner.repeats
     if pipeline.pins:  # only when given, so the keys of searches without --set stay the same
         out["set"] = [f"{k}={v}" for k, v in pipeline.pins]
     return out
@@ -191,6 +193,9 @@ def kill_stale(tracker: Any, parent_id: str, reason: str, *, worker: str | None 
         tracker.client.set_tag(run.info.run_id, names.TAG_REASON, reason)
         tracker.end_run(run.info.run_id, RunStatus.KILLED)
         killed += 1
+        for repeat in children(tracker.client, tracker.experiment_id, run.info.run_id):
+            if repeat.info.status == RunStatus.RUNNING:  # its seed repeat in flight
+                tracker.end_run(repeat.info.run_id, RunStatus.KILLED)
     return killed
 
 
@@ -245,7 +250,7 @@ def recorded_trials(tracker: Any, parent_id: str, objective: str) -> list[TrialR
                              reason=names.full_reason(tags),
                              seconds=names.read_metric(metrics, names.METRIC_TRAIN_SECONDS,
                                                        0.0) or 0.0)
-        if status is TrialStatus.COMPLETED:
+        if status.is_trained():  # completed or pruned: scored
             record.objective = metrics.get(f"best_{objective}")
             record.params_total = int(names.read_metric(metrics, names.METRIC_PARAMS_TOTAL, 0) or 0)
             record.epochs = int(names.read_metric(metrics, names.METRIC_EPOCHS_TRAINED, 0) or 0)

@@ -1,10 +1,10 @@
 """What a trial run is called and says in the MLflow UI, so its runs table reads without columns.
 
 A finished trial is named ``t03 0.969 151k`` (trial id, objective, parameters),
-``t01 rejected: params > 200k``, ``t05 failed: NaN loss`` or ``t06 killed: stopped``; an
-early-stopped one adds ``ep4/10`` (stopped after epoch 4 of 10). The short reason is also the
-``tunetrack.reason`` tag; the whole reason is the run's description (``mlflow.note.content``),
-which MLflow shows whole.
+``t01 rejected: params > 200k``, ``t05 failed: NaN loss``, ``t06 killed: stopped`` or
+``t07 0.912 pruned ep3/10``; an early-stopped one adds ``ep4/10`` (stopped after epoch 4 of
+10). The short reason is also the ``tunetrack.reason`` tag; the whole reason is the run's
+description (``mlflow.note.content``), which MLflow shows whole.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"^(.+?): \(.*is smaller than 1", "{0}: window > input"),
     (r"^(.+?): \(.*is not a whole number", "{0}: stride misfit"),
     (r"loss became NaN", "NaN loss"),
+    (r"batch size (\d+) ran out of memory and the retry at (\d+)", "OOM at batch {0} and {1}"),
+    (r"batch size (\d+) ran out of memory and cannot be halved", "OOM at batch {0}"),
 )
 
 
@@ -83,6 +85,10 @@ def trial_run_name(record: TrialRecord, *, epochs_planned: int | None = None) ->
         stopped = (f" ep{record.epochs}/{epochs_planned}"
                    if epochs_planned and 0 < record.epochs < epochs_planned else "")
         return f"{label} {score} {size}{stopped}"
+    if record.status is TrialStatus.PRUNED:
+        score = f"{record.objective:.3f}" if record.objective is not None else "?"
+        return f"{label} {score} pruned ep{record.epochs}" + (
+            f"/{epochs_planned}" if epochs_planned else "")
     why = short_reason(record.reason or record.status.value)
     return f"{label} {record.status.value}: {why}"
 
@@ -101,6 +107,10 @@ def trial_description(record: TrialRecord, objective: str, *, best_epoch: int | 
     if record.status is TrialStatus.REJECTED:
         lines.append(f"Trial {record.trial_id} was planned but never trained (rejected "
                      "candidates do not count towards max_trials).")
+    elif record.status is TrialStatus.PRUNED:
+        lines.append(f"Trial {record.trial_id} scored {objective} {record.objective:.4f} in "
+                     f"{record.epochs} epochs before the search's pruner stopped it; its "
+                     "curves and model are kept.")
     elif record.status is TrialStatus.FAILED:
         lines.append(f"Trial {record.trial_id} failed; the traceback is the artifact "
                      "`traceback.txt`.")

@@ -24,7 +24,7 @@ from typing import Any
 from tunetrack.errors import SearchAborted
 from tunetrack.names import RunStatus
 from tunetrack.search import _keras_tuner as kt_internal
-from tunetrack.search import parent, resume
+from tunetrack.search import live, parent, resume
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import SearchResult
 from tunetrack.search.signals import InterruptHandling, interrupt_reason
@@ -146,6 +146,7 @@ class SearchSession:
     def _record(self) -> None:
         runner, tracker = self.runner, self.tracker
         runner.finish_uploads()
+        live.flush()  # the epochs of the trial in flight are kept, however the search ends
         runner.kill_running(self.failure or "search ended")
         trials = runner.trials
         if self.chief:

@@ -24,7 +24,7 @@ from typing import Any
 from tunetrack import names
 from tunetrack.errors import CandidateRejected
 from tunetrack.names import RunStatus, TrialStatus
-from tunetrack.search import runnames
+from tunetrack.search import repeats, runnames
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import HYPERBAND_KEYS, REJECTED_METRIC, TrialRecord, best_of
 from tunetrack.space.pipeline import Pipeline
@@ -53,9 +53,13 @@ class TrialRunner:
         self.stop_reason: str | None = None
         self.running: tuple[TrialRecord, str] | None = None
         self.last_model: Any = None
+        self.batch_size_override: int | None = None  # search/oom.py, read by tuners.py's fit
+        self.repeat_of: str | None = None  # the candidate's run while a seed repeat trains
+        self.fit_seed: int | None = None  # a seed repeat's seed (shuffling of streamed data)
+        self.pruned: Any = None  # the pruning.Verdict that stopped the running trial (tuners.py)
         self.uploads: Any = None  # artifacts.BackgroundUploads, made by warm_up()
         self._features: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self.trained = sum(t.status is TrialStatus.COMPLETED for t in self.trials)
+        self.trained = sum(t.status.is_trained() for t in self.trials)
 
     # -- helpers ---------------------------------------------------------------------------
     def candidate(self, hp: Any) -> dict[str, Any]:
@@ -69,11 +73,9 @@ class TrialRunner:
         if self.dataset.x_train.ndim == 4 and models.input_shape(
                 self.family, candidate, self.dataset.image_shape) == self.dataset.image_shape:
             return self.dataset.x_train, self.dataset.x_val
-        key = tuple(sorted((k, v) for k, v in candidate.items() if "." not in k))
-        if key not in self._features:
-            self._features[key] = (models.featurize(self.family, candidate, self.dataset.x_train),
-                                   models.featurize(self.family, candidate, self.dataset.x_val))
-        return self._features[key]
+        from tunetrack.search import classic_trial  # cached per feature setting (H15)
+
+        return classic_trial.inputs(self, candidate)
 
     def penalty(self) -> float:
         """A rejected candidate's score for the oracle: no better than chance, nor than the
@@ -117,8 +119,12 @@ class TrialRunner:
                 "source": self.dataset.source, "scaling": "pixel / 255"}
 
     def trial_tags(self) -> dict[str, Any]:
+        from tunetrack.models import device_tag, precision_policy
+
         return {names.TAG_FAMILY: self.family, names.TAG_TUNER: self.pipeline.tuner.kind,
-                names.TAG_SEED: self.pipeline.tuner.seed, names.TAG_WORKER: self.worker}
+                names.TAG_SEED: self.pipeline.tuner.seed, names.TAG_WORKER: self.worker,
+                names.TAG_DEVICE: device_tag(),
+                names.TAG_PRECISION: precision_policy(self.pipeline.training.mixed_precision)}
 
     def replay(self, trial_id: str) -> dict[str, float] | None:
         """The oracle hands out a trial MLflow already finished: report it, do not train it."""
@@ -127,7 +133,7 @@ class TrialRunner:
         done = self.recorded.pop(trial_id, None)
         if done is None:
             return None
-        if done.status is TrialStatus.COMPLETED and done.objective is not None:
+        if done.status.is_trained() and done.objective is not None:
             return {self.pipeline.objective: float(done.objective)}
         if done.status is TrialStatus.REJECTED:
             return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
@@ -155,6 +161,9 @@ class TrialRunner:
             plan = plan_candidate(self.family, candidate, self.dataset.image_shape,
                                   self.num_classes)
             check_constraints(plan, self.constraints)
+            from tunetrack.search import classic_trial
+
+            classic_trial.check(self.family, candidate, self.dataset)
         except CandidateRejected as exc:
             self._record_rejected(trial.trial_id, candidate, exc, t0, extra, plan)
             return {self.pipeline.objective: self.penalty(), REJECTED_METRIC: 1.0}
@@ -166,23 +175,15 @@ class TrialRunner:
         record.run_id = log.run_id
         log.params(candidate).params(extra).flush()
         self.running = (record, log.run_id)
-        try:
-            import keras
-
-            keras.utils.set_random_seed(self.pipeline.tuner.seed + number)
-            histories = fit()
-            history = histories[0] if isinstance(histories, list) else histories
-            losses = history.history.get("loss", [])
-            bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
-            if not losses or bad:
-                epoch = history.epoch[bad[0]] if bad else 0
-                raise FloatingPointError(f"loss became NaN at epoch {epoch + 1}")
+        self.batch_size_override = None  # out of memory: halved once (search/oom.py)
+        try:  # seeded by trial id; once, or once per seed repeat (search/repeats.py)
+            histories, history, repeated = repeats.train(self, record, log, fit, number)
         except Exception as exc:  # a failed trial must never end the search by itself
             self.running = None
             self._record_failed(record, log, exc, t0)
             raise FailedTrialError(record.reason) from exc
         self.running = None
-        self._record_completed(record, log, history, plan, t0)
+        self._record_completed(record, log, history, plan, t0, repeated)
         return histories
 
     def _finish(self, record: TrialRecord) -> None:
@@ -229,17 +230,20 @@ class TrialRunner:
         self._finish(record)
 
     def _record_completed(self, record: TrialRecord, log: Any, history: Any, plan: Any,
-                          t0: float) -> None:
+                          t0: float, repeated: repeats.Repeated | None = None) -> None:
         record.seconds = time.perf_counter() - t0
         steps = [int(e) + 1 for e in history.epoch]  # epochs count from 1 (names.py)
         objective = self.pipeline.objective
         series = history.history
-        for key, values in series.items():
-            log.series(names.curve_name(key), [float(v) for v in values], steps)
+        # the curves reached MLflow epoch by epoch (search/live.py)
         pick = max if self.pipeline.direction == "max" else min
         best_index = series[objective].index(pick(series[objective]))
         record.objective = float(series[objective][best_index])
         record.epochs = len(steps)
+        if self.pruned is not None:  # tuner.pruning stopped it (search/pruning.py)
+            record.status, record.reason = TrialStatus.PRUNED, self.pruned.reason
+            log.metric(names.METRIC_PRUNED_AT, self.pruned.epoch).tags(
+                {names.TAG_PRUNER: self.pruned.kind})
         model = self.last_model
         total = int(model.count_params()) if model is not None else plan.total_params
         trainable = (int(sum(math.prod(w.shape) for w in model.trainable_weights))
@@ -249,9 +253,11 @@ class TrialRunner:
             record.metrics[f"best_{key}"] = float(min(values) if "loss" in key else max(values))
             record.metrics[f"final_{key}"] = float(values[-1])
         record.metrics[objective] = record.objective
-        # The scores also go on the trial's LoggedModel (the experiment's Models tab).
-        scores = {names.METRIC_PARAMS_TOTAL: total,
-                  **{k: v for k, v in record.metrics.items() if k != objective}}
+        if repeated is not None:  # seed repeats: the candidate scores their mean
+            repeated.apply(record, objective)
+        # The scores also go on the trial's LoggedModel (the experiment's Models tab), the
+        # objective under its own name: search_logged_models(order_by=metrics.val_accuracy).
+        scores = {names.METRIC_PARAMS_TOTAL: total, **record.metrics}
         log.metrics({names.METRIC_PARAMS_TRAINABLE: trainable, names.METRIC_FLOPS: plan.flops,
                      names.METRIC_TRAIN_SECONDS: record.seconds,
                      names.METRIC_BEST_EPOCH: steps[best_index],
@@ -261,6 +267,7 @@ class TrialRunner:
             log.metrics(scores)
         log.flush()
         if model is not None:
+            from tunetrack.search import classic_trial
             from tunetrack.tracking import artifacts
 
             self.warm_up()
@@ -269,7 +276,8 @@ class TrialRunner:
                                 history=history, x_val=x_val, y_val=self.dataset.y_val,
                                 preprocessing=self.preprocessing(record.candidate),
                                 uploads=self.uploads, scores=scores,
-                                model_params=record.candidate)
+                                model_params=record.candidate,
+                                model_extras=classic_trial.model_extras(self, record.candidate))
         self.tracker.end_run(log.run_id, RunStatus.FINISHED)
         self.trained += 1
         self.last_model = None
@@ -299,6 +307,9 @@ class TrialRunner:
 
         record, run_id = self.running
         self.running = None
+        if self.repeat_of is not None:  # a seed repeat in flight: it, then its candidate
+            self.tracker.end_run(run_id, RunStatus.KILLED)
+            run_id, self.repeat_of = self.repeat_of, None
         # One batch, retried while SQLite is locked (a reader may hold it as we are stopped).
         record.status, record.reason = TrialStatus.KILLED, reason
         RunLogger(self.tracker.client, run_id).tags(self._outcome_tags(record)).flush()

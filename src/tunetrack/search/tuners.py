@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tunetrack.search import _keras_tuner as kt_internal
+from tunetrack.search import live
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import REJECTED_METRIC
 from tunetrack.search.signals import check_interrupted
@@ -26,6 +27,10 @@ class TrialHost(Protocol):
     num_classes: int
     reporter: Reporter
     last_model: Any
+    tracker: Any
+    running: Any  # (TrialRecord, run id) of the trial being trained
+    pruned: Any  # the pruning.Verdict that stopped the running trial, else None
+    batch_size_override: int | None  # set by the out-of-memory retry (search/oom.py)
 
     def candidate(self, hp: Any) -> dict[str, Any]: ...
 
@@ -62,6 +67,7 @@ def _hypermodel(host: TrialHost) -> Any:
     import keras_tuner
 
     from tunetrack import models
+    from tunetrack.data import fit_data
 
     class EpochReporter(keras.callbacks.Callback):
         def __init__(self, reporter: Reporter, epochs: int) -> None:
@@ -74,6 +80,43 @@ def _hypermodel(host: TrialHost) -> Any:
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.reporter.epoch_ended(epoch=epoch, epochs=self.epochs, logs=dict(logs or {}))
 
+    class LiveEpochs(keras.callbacks.Callback):
+        """Each epoch's metrics to MLflow as it ends (search/live.py); then the pruner's say."""
+
+        def __init__(self, run_id: str, pruner: Any) -> None:
+            super().__init__()
+            self.run_id, self.pruner = run_id, pruner
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = dict(logs or {})
+            host._live_run = self.run_id  # type: ignore[attr-defined]
+            live.log_epoch(host.tracker.client, self.run_id, epoch + 1, logs)
+            verdict = self.pruner.judge(epoch + 1, logs) if self.pruner is not None else None
+            if verdict is not None:
+                host.pruned = verdict
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            live.flush()
+
+    def live_callback() -> Any:
+        """The running trial's live logging and pruning; None when nothing is recording (or
+        a later fit of the same run, whose epochs would repeat the steps)."""
+        host.pruned = None
+        running = getattr(host, "running", None)
+        if running is None or running[1] == getattr(host, "_live_run", None):
+            return None
+        run_id = running[1]
+        cfg, pipeline = host.pipeline.tuner.pruning, host.pipeline
+        pruner = None
+        if cfg.kind != "none":
+            peers = getattr(host, "_peers", None)
+            if peers is None:
+                peers = host._peers = live.PeerCurves(  # type: ignore[attr-defined]
+                    host.tracker, pipeline.objective)
+            pruner = live.TrialPruner(cfg, pipeline.objective, pipeline.direction, peers, run_id)
+        return LiveEpochs(run_id, pruner)
+
     class TunetrackHyperModel(keras_tuner.HyperModel):
         def declare_hyperparameters(self, hp: Any) -> None:
             host.space.declare(hp)
@@ -84,11 +127,16 @@ def _hypermodel(host: TrialHost) -> Any:
             # trial's model go with it.
             host.last_model = None
             shape = models.input_shape(host.family, candidate, host.dataset.image_shape)
-            model = models.build_model(host.family, candidate, shape, host.num_classes)
-            model.compile(**models.compile_kwargs(host.family, candidate))
+            training = host.pipeline.training  # mixed precision, XLA: models/_device.py
+            with models.dtype_policy(models.precision_policy(training.mixed_precision)):
+                model = models.build_model(host.family, candidate, shape, host.num_classes)
+            model.compile(**models.compile_kwargs(host.family, candidate),
+                          **models.compile_options(training.jit_compile))
             return model
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            from tunetrack.search import classic_trial, imbalance
+
             candidate = host.candidate(hp)
             x_train, x_val = host.inputs(candidate)
             callbacks = list(kwargs.pop("callbacks", []))
@@ -98,13 +146,30 @@ def _hypermodel(host: TrialHost) -> Any:
                     monitor=pipeline.objective, mode=pipeline.direction,
                     patience=pipeline.training.patience, restore_best_weights=True))
             callbacks.append(keras.callbacks.TerminateOnNaN())
+            if (watch := live_callback()) is not None:
+                callbacks.append(watch)
             callbacks.append(EpochReporter(host.reporter, kwargs.get("epochs", 1)))
             for key in ("x", "y", "validation_data", "verbose", "batch_size"):
                 kwargs.pop(key, None)
-            history = model.fit(x_train, host.dataset.y_train,
-                                validation_data=(x_val, host.dataset.y_val),
-                                batch_size=int(candidate["batch_size"]), callbacks=callbacks,
-                                verbose=0, **kwargs)
+            if classic_trial.uses_sklearn(host.family, candidate):  # scikit-learn, not fit()
+                history = classic_trial.fit_sklearn(host, model, candidate, x_train, x_val,
+                                                    callbacks)
+                host.last_model = model
+                return history
+            # a folder streamed from disk (data.cache) comes as a keras PyDataset
+            train, validation = fit_data(
+                x_train, host.dataset.y_train, x_val, host.dataset.y_val,
+                int(host.batch_size_override or candidate["batch_size"]),
+                seed=getattr(host, "fit_seed", None) or host.pipeline.tuner.seed)
+            names_ = list(host.dataset.class_names)  # val_macro_f1 first: the rest read it
+            callbacks.insert(0, imbalance.macro_f1_callback(  # x_val: streamed, sliced in chunks
+                (x_val, host.dataset.y_val), host.dataset.y_val, names_,
+                int(train.get("batch_size") or 256)))
+            history = model.fit(**train, validation_data=validation,
+                                callbacks=callbacks, verbose=0,
+                                class_weight=imbalance.class_weights(
+                                    pipeline.training.class_weight, host.dataset.y_train,
+                                    names_), **kwargs)
             host.last_model = models.served_model(model)  # without training-only outputs
             return history
 
@@ -124,7 +189,7 @@ def build_tuner(host: TrialHost, directory: str, *, overwrite: bool = True) -> A
     cfg = pipeline.tuner
     base = {"random": keras_tuner.RandomSearch, "grid": keras_tuner.GridSearch,
             "bayesian": keras_tuner.BayesianOptimization,
-            "hyperband": keras_tuner.Hyperband}[cfg.kind]
+            "hyperband": keras_tuner.Hyperband, "tpe": keras_tuner.Tuner}[cfg.kind]
 
     class TunetrackTuner(kt_internal.declared_space_tuner(base)):  # type: ignore[misc]
         def declare_space(self, hp: Any) -> None:
@@ -146,11 +211,18 @@ def build_tuner(host: TrialHost, directory: str, *, overwrite: bool = True) -> A
     objective = keras_tuner.Objective(pipeline.objective, direction=pipeline.direction)
     common = dict(hypermodel=_hypermodel(host), objective=objective, seed=cfg.seed,
                   max_consecutive_failed_trials=cfg.max_consecutive_failures,
-                  executions_per_trial=cfg.executions_per_trial, directory=directory,
+                  executions_per_trial=1, directory=directory,  # repeats: search/repeats.py
                   project_name="search", overwrite=overwrite)
     if cfg.kind == "hyperband":
         tuner = TunetrackTuner(max_epochs=pipeline.training.epochs, factor=cfg.hyperband_factor,
                                **common)
+    elif cfg.kind == "tpe":  # an oracle of our own: Optuna's TPE sampler (search/tpe.py)
+        from tunetrack.search.tpe import TPEOracle
+
+        oracle = TPEOracle(objective=common.pop("objective"), max_trials=cfg.max_trials,
+                           seed=common.pop("seed"), max_consecutive_failed_trials=common.pop(
+                               "max_consecutive_failed_trials"))
+        tuner = TunetrackTuner(oracle=oracle, **common)
     else:
         tuner = TunetrackTuner(max_trials=cfg.max_trials, **common)
     if hasattr(tuner.oracle, "trials"):  # not a worker's OracleClient

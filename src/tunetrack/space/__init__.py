@@ -9,6 +9,7 @@ from __future__ import annotations
 from tunetrack.space._config import (
     BAD_IMAGE_POLICIES,
     COLOR_MODES,
+    DATA_CACHE_MODES,
     DIRECTIONS,
     KERAS_DATASETS,
     OBJECTIVES,
@@ -33,6 +34,7 @@ from tunetrack.space.yamlio import Document, load_yaml
 
 __all__ = [
     "BAD_IMAGE_POLICIES", "COLOR_MODES", "DIRECTIONS", "FAMILIES", "KERAS_DATASETS", "OBJECTIVES",
+    "DATA_CACHE_MODES",
     "Constraints",
     "DataConfig", "Document", "LayerPlan", "LayerSpec", "Pipeline", "Plan", "Space",
     "TrainingSection", "TunerSection", "check_constraints", "feature_length", "file_digest",

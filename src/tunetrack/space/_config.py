@@ -13,9 +13,14 @@ from typing import Any, Literal
 
 from tunetrack.names import DIRECTIONS, OBJECTIVE_DIRECTIONS
 
-TUNERS = ("random", "grid", "bayesian", "hyperband")
+TUNERS = ("random", "grid", "bayesian", "hyperband", "tpe")
+# tuner.pruning.kind: stop unpromising trials early (search/pruning.py); hyperband prunes itself.
+PRUNERS = ("none", "median", "asha")
 COLOR_MODES = ("rgb", "grayscale")
 BAD_IMAGE_POLICIES = ("error", "skip")
+# data.cache: decoded images kept in memory (float32), streamed from a uint8 file on disk,
+# decoded from the files batch by batch, or chosen by size against available RAM.
+DATA_CACHE_MODES = ("auto", "memory", "disk", "none")
 # The metrics every model is compiled with, and which way each improves.
 OBJECTIVES = OBJECTIVE_DIRECTIONS
 DEFAULT_SOURCE = "digits"
@@ -41,6 +46,7 @@ class DataConfig:
     seed: int = 0
     on_bad_image: str = "error"
     cache_dir: Path | str | Literal[False] | None = None
+    cache: str = "auto"  # DATA_CACHE_MODES; auto: memory when it fits, else disk
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,24 @@ class Constraints:
 
 
 @dataclass(frozen=True)
+class PruningSection:
+    """``tuner.pruning``: which rule stops a trial early, and when it may start to.
+
+    ``median`` (Optuna's MedianPruner): after ``warmup_epochs``, once ``min_trials`` trials ran
+    to the end, stop a trial whose best objective so far is worse than the median of those
+    trials at the same epoch. ``asha``: rungs at epochs ``min_epochs * reduction_factor**k``; a
+    trial continues past a rung only in the top ``1/reduction_factor`` of the trials that
+    reached it (asynchronous successive halving, Optuna's SuccessiveHalvingPruner).
+    """
+
+    kind: str = "none"
+    warmup_epochs: int = 1
+    min_trials: int = 3
+    reduction_factor: int = 3
+    min_epochs: int = 1
+
+
+@dataclass(frozen=True)
 class TunerSection:
     """A pipeline's ``tuner:`` section: which keras-tuner oracle, and how long it may search."""
 
@@ -78,6 +102,15 @@ class TunerSection:
     max_rejected: int = 100
     hyperband_factor: int = 3
     max_minutes: float | None = None
+    pruning: PruningSection = PruningSection()
+    # Seed repeats: each candidate trained this many times (search/repeats.py).
+    # ``executions_per_trial`` is keras-tuner's name for the same: either may be given.
+    repeats: int = 1
+
+    @property
+    def runs_per_candidate(self) -> int:
+        """How many times each candidate is trained: ``repeats``, else ``executions_per_trial``."""
+        return self.repeats if self.repeats > 1 else self.executions_per_trial
 
 
 @dataclass(frozen=True)
@@ -86,6 +119,25 @@ class TrainingSection:
 
     epochs: int = 10
     patience: int | None = 3
+    mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU
+    jit_compile: bool | None = None  # None: Keras's "auto"
+    # None: every class weighs 1; "balanced": n / (C * n_class); or {class name: weight}
+    class_weight: str | dict[str, float] | None = None
+
+
+def pruning_problem(tuner: TunerSection) -> str | None:
+    """Why ``tuner.pruning`` cannot go with the rest of ``tuner``, or None when it can."""
+    if tuner.pruning.kind == "none":
+        return None
+    if tuner.kind == "hyperband":
+        return (f"pruning {tuner.pruning.kind!r} cannot go with tuner 'hyperband', which stops "
+                f"trials by its own brackets; use random, grid, bayesian or tpe, or pruning: "
+                f"{{kind: none}}")
+    if tuner.runs_per_candidate != 1:
+        return (f"pruning {tuner.pruning.kind!r} needs repeats: 1, got "
+                f"{tuner.runs_per_candidate} (a pruned trial's other repeats would have "
+                f"no curve to judge)")
+    return None
 
 
 def objective_problem(name: str, direction: str) -> str | None:

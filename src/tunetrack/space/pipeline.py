@@ -17,16 +17,20 @@ from tunetrack.errors import ConfigError, PipelineError, allowed_list, did_you_m
 from tunetrack.space._config import (
     BAD_IMAGE_POLICIES,
     COLOR_MODES,
+    DATA_CACHE_MODES,
     DEFAULT_SOURCE,
     DIRECTIONS,
     KERAS_DATASETS,
     OBJECTIVES,
+    PRUNERS,
     TUNERS,
     Constraints,
     DataConfig,
+    PruningSection,
     TrainingSection,
     TunerSection,
     objective_problem,
+    pruning_problem,
 )
 from tunetrack.space.parse import read_constraints
 from tunetrack.space.yamlio import Document, load_yaml
@@ -71,7 +75,8 @@ class Pipeline:
         """A copy with command-line flags applied; ``None`` means "not given"."""
         tuner = {k: flags.get(f) for k, f in (("kind", "tuner"), ("max_trials", "max_trials"),
                                               ("seed", "seed"), ("max_minutes", "max_minutes"),
-                                              ("executions_per_trial", "executions_per_trial"))}
+                                              ("executions_per_trial", "executions_per_trial"),
+                                              ("repeats", "repeats"))}
         training = {"epochs": flags.get("epochs")}
         data = {"source": flags.get("data")}
         top = {"experiment": flags.get("experiment"), "space": flags.get("space")}
@@ -84,16 +89,26 @@ class Pipeline:
         if data["source"] is not None and not data["source"].strip():
             errors.append("--data must be 'digits', 'keras:NAME' or a folder path, got ''")
         for key, value in (("max_trials", tuner["max_trials"]), ("epochs", training["epochs"]),
-                           ("executions_per_trial", tuner["executions_per_trial"])):
+                           ("executions_per_trial", tuner["executions_per_trial"]),
+                           ("repeats", tuner["repeats"])):
             if value is not None and value < 1:
                 errors.append(f"--{key.replace('_', '-')} must be at least 1, got {value}")
         if tuner["kind"] is not None and tuner["kind"] not in TUNERS:
             errors.append(f"--tuner must be one of {allowed_list(TUNERS)}, got {tuner['kind']!r}")
+        pruning = flags.get("pruning")
+        if pruning is not None and pruning not in PRUNERS:
+            errors.append(f"--pruning must be one of {allowed_list(PRUNERS)}, got {pruning!r}")
         if errors:
             raise PipelineError("; ".join(errors), file=self.path)
+        new_tuner = dataclasses.replace(self.tuner, **_given(tuner))
+        if pruning is not None:
+            new_tuner = dataclasses.replace(
+                new_tuner, pruning=dataclasses.replace(new_tuner.pruning, kind=pruning))
+        if (why := pruning_problem(new_tuner)) is not None:
+            raise PipelineError(why, file=self.path)
         return dataclasses.replace(
             self, **_given(top), pins=(*self.pins, *pins),
-            tuner=dataclasses.replace(self.tuner, **_given(tuner)),
+            tuner=new_tuner,
             training=dataclasses.replace(self.training, **_given(training)),
             data=dataclasses.replace(self.data, **_given(data)))
 
@@ -171,14 +186,18 @@ _FRACTION = ("float", 0.0, 1.0, True, True)  # 0 < fraction < 1, as tunetrack.da
 _RULES: dict[str, dict[str, tuple[Any, ...]]] = {
     "data": {"source": ("str",), "image_size": ("size",), "color_mode": ("choice", COLOR_MODES),
              "validation_split": _FRACTION, "test_split": _FRACTION,
-             "seed": ("int", 0), "on_bad_image": ("choice", BAD_IMAGE_POLICIES)},
+             "seed": ("int", 0), "on_bad_image": ("choice", BAD_IMAGE_POLICIES),
+             "cache": ("choice", DATA_CACHE_MODES)},
     "tuner": {"kind": ("choice", TUNERS), "max_trials": ("int", 1), "seed": ("int", 0),
-              "executions_per_trial": ("int", 1), "max_consecutive_failures": ("int", 1),
+              "executions_per_trial": ("int", 1), "repeats": ("int", 1),
+              "max_consecutive_failures": ("int", 1),
               "max_rejected": ("int", 0), "hyperband_factor": ("int", 2),
-              "max_minutes": ("float", 0.0)},
-    "training": {"epochs": ("int", 1), "patience": ("int", 1)},
+              "max_minutes": ("float", 0.0), "pruning": ("pruning",)},
+    "training": {"epochs": ("int", 1), "patience": ("int", 1), "mixed_precision": ("bool",),
+                 "jit_compile": ("bool",), "class_weight": ("class_weight",)},
 }
-_NULLABLE = ("patience", "max_minutes", "image_size", "color_mode")
+_NULLABLE = ("patience", "max_minutes", "image_size", "color_mode", "jit_compile",
+             "class_weight")
 
 
 def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
@@ -199,6 +218,10 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
         kind = rule[0]
         if kind == "choice":
             out[key] = check.choice(value, rule[1], name, key)
+        elif kind == "pruning":
+            out[key] = _check_pruning(check, value, name, key)
+        elif kind == "class_weight":
+            out[key] = _check_class_weight(check, value, name, key)
         elif kind == "size":
             if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
                 out[key] = (value, value)
@@ -218,6 +241,48 @@ def _check_section(check: _Checker, name: str, raw: Any) -> dict[str, Any]:
         if out.get(key, 0) is None and value is not None:
             out.pop(key)
     return out
+
+
+def _check_class_weight(check: _Checker, raw: Any, *where: str) -> Any:
+    """``balanced`` or ``{class name: positive weight}`` (the names are checked against the
+    data when the search loads it)."""
+    if raw == "balanced":
+        return raw
+    if isinstance(raw, dict) and raw and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for v in raw.values()):
+        return {str(k): float(v) for k, v in raw.items()}
+    check.fail(f"must be 'balanced' or a mapping of class name to a positive weight like "
+               f"{{cat: 1.0, dog: 3.0}}, got {shown(raw)}", *where)
+    return None
+
+
+# Each tuner.pruning key and its rule: one of the kinds, or an int with its least value.
+_PRUNING_INTS: dict[str, int] = {"warmup_epochs": 0, "min_trials": 1, "reduction_factor": 2,
+                                 "min_epochs": 1}
+_PRUNING = ("kind", *_PRUNING_INTS)
+
+
+def _check_pruning(check: _Checker, raw: Any, *where: str) -> PruningSection | None:
+    """``tuner.pruning``: ``{kind: median|asha|none, warmup_epochs: N, min_trials: M,
+    reduction_factor: ETA, min_epochs: R}`` (or just the kind as text)."""
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    if not isinstance(raw, dict):
+        check.fail(f"must be a mapping like {{kind: median, warmup_epochs: 2}} with kind one of "
+                   f"{allowed_list(PRUNERS)}, got {shown(raw)}", *where)
+        return None
+    check.keys(raw, tuple(_PRUNING), *where)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _PRUNING:
+            continue
+        got = (check.choice(value, PRUNERS, *where, key) if key == "kind"
+               else check.typed(value, "int", *where, key, low=_PRUNING_INTS[key]))
+        if got is None:
+            return None
+        out[key] = got
+    return PruningSection(**out)
 
 
 def _check_objective(check: _Checker, raw: Any) -> dict[str, Any]:
@@ -286,6 +351,14 @@ def load_pipeline(path: str | Path) -> Pipeline:
         check.fail(f"unknown keras dataset {source[6:]!r}: allowed are "
                    f"{allowed_list('keras:' + n for n in KERAS_DATASETS)}"
                    f"{did_you_mean(source[6:], KERAS_DATASETS)}", "data", "source")
+    given = sections["tuner"]  # executions_per_trial is keras-tuner's name for repeats
+    if given.get("repeats", 1) > 1 and given.get("executions_per_trial", 1) > 1 and \
+            given["repeats"] != given["executions_per_trial"]:
+        check.fail(f"repeats {given['repeats']} contradicts executions_per_trial "
+                   f"{given['executions_per_trial']} (keras-tuner's name for the same); give one",
+                   "tuner", "repeats")
+    if not check.problems and (why := pruning_problem(TunerSection(**sections["tuner"]))):
+        check.fail(why, "tuner", "pruning" if "pruning" in (raw.get("tuner") or {}) else "kind")
     if check.problems:
         raise PipelineError("", problems=check.problems)
     data = DataConfig(**{"source": DEFAULT_SOURCE, **sections["data"]})

@@ -43,8 +43,10 @@ def model_requirements() -> list[str]:
 
 def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
                     name: str = "model", *, scores: dict[str, float] | None = None,
-                    params: dict[str, Any] | None = None) -> str:
+                    params: dict[str, Any] | None = None,
+                    extras: dict[str, Callable[[str], Any]] | None = None) -> str:
     """Log ``model`` as the run's Keras-flavor LoggedModel ``name`` (signature, input example);
+    ``extras`` writes folders beside it (``classic/``: ``extras["classic"](folder)``);
     ``scores`` are logged to the run and to the model at step 0. Returns the model id."""
     import mlflow.keras
     from mlflow.entities import LoggedModelOutput, Metric
@@ -73,6 +75,8 @@ def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
                           run_id=run_id, model_id=logged.model_id)
         mlflow.keras.save_model(model, path, mlflow_model=described, signature=signature,
                                 input_example=example, pip_requirements=model_requirements())
+        for folder, write in (extras or {}).items():
+            write(os.path.join(path, folder))
         retry_locked(client.log_model_artifacts, logged.model_id, path)
     retry_locked(client.finalize_logged_model, logged.model_id, "READY")
     return str(logged.model_id)
@@ -149,7 +153,8 @@ def warm_up() -> None:
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any],
               uploads: BackgroundUploads | None = None, scores: dict[str, float] | None = None,
-              model_params: dict[str, Any] | None = None) -> None:
+              model_params: dict[str, Any] | None = None,
+              model_extras: dict[str, Callable[[str], Any]] | None = None) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots.
 
     What needs the model (saving it, the validation predictions) happens now; the figures are
@@ -163,9 +168,11 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
     client.log_text(run_id, plan.table(), "architecture.txt")
     client.log_dict(run_id, plan.to_dict(), "architecture.json")
     client.log_dict(run_id, preprocessing, "preprocessing.json")
-    log_keras_model(client, run_id, model, x_val, scores=scores, params=model_params)
-    probabilities = np.concatenate([keras_ops_numpy(model(x_val[i:i + 512], training=False))
-                             for i in range(0, len(x_val), 512)])  # eager: no predict() trace
+    log_keras_model(client, run_id, model, x_val, scores=scores, params=model_params,
+                    extras=model_extras)
+    probabilities = np.concatenate([keras_ops_numpy(model(x_val[i:i + 256], training=False))
+                             for i in range(0, len(x_val), 256)])  # eager: no predict() trace;
+    # 256 at a time: a split streamed from disk (data.cache) is read one chunk at a time
     args = (client, run_id, {k: list(v) for k, v in history.history.items()},
             [int(e) + 1 for e in history.epoch], np.asarray(y_val), probabilities.argmax(axis=1),
             list(preprocessing["class_names"]))

@@ -2,9 +2,8 @@
 
 Only the search's child runs are fetched (``--top K``: only the K best, ordered in the store;
 ``--where``: pushed into MLflow's ``search_runs`` filter), each page whole, with no call per
-run, so an experiment with thousands of runs stays fast. The runs come through
-:mod:`tunetrack.tracking.storeread`, which reads the embedded SQLite store without importing MLflow.
-pandas is imported inside the functions, so ``tunetrack --help`` never pays for it.
+run, so an experiment with thousands of runs stays fast. Runs come through :mod:`.storeread`
+(SQLite read without MLflow); pandas is imported inside the functions (fast ``--help``).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunetrack import names
 from tunetrack.errors import TrackingError, allowed_list, did_you_mean
+from tunetrack.tracking import tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("table", "csv", "json", "markdown")
 FIXED_HEAD = ("trial_id", "status", "{objective}", "params_total", "epochs", "train_seconds")
-FIXED_TAIL = ("run_id", "reason")
-REASON_WIDTH = 60  # table/markdown only: csv and json keep the whole reason
+# Seed repeats add ±, the interval and the count; every trial logs its validation macro-F1.
+FIXED_TAIL = ("run_id", "reason", "±", "ci95_low", "ci95_high", "repeats", "val_macro_f1")
 # leaderboard.csv/.md: what a reader looks for first, the objective's verdict beside it.
 LEADERBOARD_HEAD = ("trial_id", "{objective}", "status", "reason", "params_total", "epochs",
                     "train_seconds")
@@ -178,6 +178,9 @@ def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run,
            in (("params_total", names.METRIC_PARAMS_TOTAL), ("epochs", names.METRIC_EPOCHS_TRAINED),
                ("train_seconds", names.METRIC_TRAIN_SECONDS))},
     }
+    macro_f1 = [r.data.metrics.get("best_val_macro_f1") for r in runs]
+    if objective != "val_macro_f1" and any(v is not None for v in macro_f1):
+        columns["val_macro_f1"] = macro_f1  # --sort -val_macro_f1 whatever the objective
     for key in hp_names:
         if key not in columns:
             columns[key] = _numeric([r.data.params.get(key) for r in runs], pd)
@@ -189,7 +192,8 @@ def load_trials(client: MlflowClient | MlflowRuns | SqliteRuns, search_run: Run,
                            dtype="Int64")
     for key in (objective, "train_seconds"):
         df[key] = df[key].astype("float64")
-    return df
+    from tunetrack.tracking.significance import add_columns  # seed repeats: ± and interval
+    return add_columns(df, runs, objective)
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -221,76 +225,6 @@ def _sort(df: pd.DataFrame, sort: str | None, objective: str, direction: str) ->
     return df.sort_values(column, ascending=not descending, na_position="last", kind="stable")
 
 
-def _missing(value: Any) -> bool:
-    """None, NaN or pandas.NA (a scalar); lists and strings are values."""
-    import pandas as pd
-
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _cell(column: str, value: Any) -> str:
-    """A value as a person reads it: short floats, thousands separators, no ``nan``."""
-    if _missing(value):
-        return ""
-    if column == "reason":
-        text = " ".join(str(value).split())
-        return text if len(text) <= REASON_WIDTH else text[:REASON_WIDTH - 1] + "…"
-    if column == "params_total":
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        if column == "train_seconds":
-            return f"{value:.1f}"
-        return f"{value:.4f}" if 0.001 <= abs(value) < 1 else f"{value:.4g}"
-    return str(value)
-
-
-def _is_numeric(series: Any) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_numeric_dtype(series.dtype)
-                and not pd.api.types.is_bool_dtype(series.dtype))
-
-
-def _grid(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
-    rows = [[_cell(c, v) for c, v in zip(df.columns, row, strict=True)]
-            for row in df.astype(object).itertuples(index=False, name=None)]
-    return [str(c) for c in df.columns], rows, [_is_numeric(df[c]) for c in df.columns]
-
-
-def _plain(df: pd.DataFrame) -> str:
-    header, rows, right = _grid(df)
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w)
-                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    header, rows, right = _grid(df)
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    rule = "|" + "|".join("---:" if r else ":---" for r in right) + "|"
-    return "\n".join([line(header), rule] + [line(r) for r in rows])
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    def plain(value: Any) -> Any:
-        if _missing(value):
-            return None
-        return value.item() if hasattr(value, "item") else value
-
-    return [{c: plain(v) for c, v in zip(df.columns, row, strict=True)}
-            for row in df.astype(object).itertuples(index=False, name=None)]
-
-
 def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
                   top: int | None = None, sort: str | None = None, fmt: str = "table",
                   varying_only: bool = True) -> str:
@@ -316,10 +250,10 @@ def compare_table(df: pd.DataFrame, *, objective: str, direction: str = "max",
     if fmt == "csv":
         return shown.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(_records(shown), indent=2, default=str)
+        return json.dumps(tables.records(shown), indent=2, default=str)
     if fmt == "markdown":
-        return _markdown(shown)
-    return _plain(shown)
+        return tables.markdown(shown)
+    return tables.plain_text(shown)
 
 
 def compare(experiment: str | None = None, search: str | None = None, top: int | None = None,
@@ -375,7 +309,7 @@ def leaderboard(trials: list[Any], pipeline_objective: str, direction: str = "ma
     rows = []
     for t in trials:
         status = getattr(t.status, "value", t.status)
-        trained = status == names.TrialStatus.COMPLETED.value
+        trained = status in (names.TrialStatus.COMPLETED.value, names.TrialStatus.PRUNED.value)
         rows.append({"trial_id": t.trial_id, objective: t.objective, "status": status,
                      "reason": t.reason, "params_total": t.params_total,
                      "epochs": t.epochs if trained else None, "train_seconds": t.seconds,
@@ -386,7 +320,7 @@ def leaderboard(trials: list[Any], pipeline_objective: str, direction: str = "ma
         df[key] = df[key].astype("Int64")
     df[objective] = df[objective].astype("float64")
     for key in [objective, "train_seconds", *scores]:
-        if _is_numeric(df[key]):
+        if tables.is_numeric(df[key]):
             df[key] = df[key].astype("float64").round(LEADERBOARD_DIGITS)
     untrained = (df["status"] != names.TrialStatus.COMPLETED.value).astype(int)
     return (df.assign(_untrained=untrained)
@@ -397,4 +331,4 @@ def leaderboard(trials: list[Any], pipeline_objective: str, direction: str = "ma
 
 def leaderboard_markdown(df: pd.DataFrame) -> str:
     """The leaderboard as a markdown table (the ``leaderboard.md`` twin of the CSV)."""
-    return _markdown(df)
+    return tables.markdown(df)

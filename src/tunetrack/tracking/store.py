@@ -173,7 +173,17 @@ def get_or_create_experiment(mlclient: MlflowClient, name: str) -> str:
     with store_lock(sqlite_path(uri)):
         experiment = write(mlclient.get_experiment_by_name, name)
         if experiment is None:
-            return write(mlclient.create_experiment, name, artifact_location=artifact_root(uri))
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return write(mlclient.create_experiment, name,
+                             artifact_location=artifact_root(uri))
+            except MlflowException as exc:  # a tracking server: another process won the race
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = write(mlclient.get_experiment_by_name, name)
+                if experiment is None:
+                    raise
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(f"experiment {name!r} is deleted in {uri}; restore it "
                             "with 'mlflow experiments restore' or choose another --experiment")

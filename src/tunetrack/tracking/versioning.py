@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from importlib import metadata
 
-PACKAGES = ("tunetrack", "keras", "keras-tuner", "tensorflow", "mlflow", "numpy", "jax")
+PACKAGES = ("tunetrack", "keras", "keras-tuner", "tensorflow", "mlflow", "numpy", "jax", "torch")
 
 
 def git_commit(path: str = ".") -> str | None:
