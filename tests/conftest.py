@@ -21,18 +21,40 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def blank_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with MLflow's migrations applied (seconds), made once per
+    test process and copied by every ``store``."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("blank-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def store(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+def store(workdir: Path, monkeypatch: pytest.MonkeyPatch, blank_store: Path):
     """A temporary SQLite MLflow store named by MLFLOW_TRACKING_URI; yields an MlflowClient.
 
-    MLflow's process-global tracking URI is pointed at it too: an earlier test in the same
-    worker may have left it on its own store, and the registry URI (through which ``runs:/``
-    URIs of LoggedModels resolve) defaults to it."""
+    It starts as a copy of ``blank_store`` whose Default experiment keeps its artifacts under
+    this test's folder, as a store created here would. MLflow's process-global tracking URI is
+    pointed at it too: an earlier test in the same worker may have left it on its own store,
+    and the registry URI (through which ``runs:/`` URIs of LoggedModels resolve) defaults to
+    it."""
+    import shutil
+    import sqlite3
+
     import mlflow
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{workdir / 'store' / 'mlflow.db'}"
-    (workdir / "store").mkdir()
+    db = workdir / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copyfile(blank_store, db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                    (str(workdir / "mlruns" / "0"),))
+    con.close()
+    uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
