@@ -243,7 +243,7 @@ def compare(experiment: str | None, search_id: str | None, top: int | None, sort
     click.echo(compare_trials(experiment=experiment, search=search_id, top=top, sort=sort,
                               where=where, fmt=fmt).rstrip("\n"))
     if significance:
-        from tunetrack.tracking.significance import verdict
+        from tunetrack.tracking.compare import significance_verdict as verdict
 
         click.echo(f"\n{verdict(experiment=experiment, search=search_id, where=where)}",
                    err=fmt in ("csv", "json"))

@@ -161,12 +161,12 @@ def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | N
         except Exception as exc:  # a missing picture must not lose the search's record
             warnings.warn(f"could not write the search's leaderboard/plots: {exc}", stacklevel=2)
         try:  # the values that failed, were rejected or pruned; the seed repeats' table
-            from tunetrack.tracking import failuremap, significance
+            from tunetrack.tracking import compare, failuremap
 
             failuremap.log_failure_map(tracker.client, log.run_id, result.trials,
                                        result.searched)
             if result.pipeline.tuner.runs_per_candidate > 1:
-                significance.log_table(tracker.client, log.run_id)
+                compare.log_repeats_table(tracker.client, log.run_id)
         except Exception as exc:
             warnings.warn(f"could not write the failure map or repeats table: {exc}",
                           stacklevel=2)

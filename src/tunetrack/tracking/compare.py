@@ -332,3 +332,35 @@ def leaderboard(trials: list[Any], pipeline_objective: str, direction: str = "ma
 def leaderboard_markdown(df: pd.DataFrame) -> str:
     """The leaderboard as a markdown table (the ``leaderboard.md`` twin of the CSV)."""
     return tables.markdown(df)
+
+
+# -- seed repeats (tracking/significance.py has the statistics) ------------------------------
+def significance_verdict(experiment: str | None = None, search: str | None = None,
+                         where: str | None = None) -> str:
+    """``tunetrack compare --significance``: the chosen search's #1 against its #2."""
+    from tunetrack.tracking.significance import significance_text
+    from tunetrack.tracking.storeread import reader
+
+    store = reader(where)
+    search_run = find_search(store, experiment, search)
+    objective, direction = search_objective(search_run)
+    df = load_trials(store, search_run, where=where)
+    return significance_text(df, objective, direction)
+
+
+def log_repeats_table(client: Any, search_run_id: str) -> None:
+    """``repeats.csv`` and ``repeats.md`` on the search run (with the #1-vs-#2 verdict)."""
+    from tunetrack.tracking.significance import repeats_table, significance_text
+    from tunetrack.tracking.storeread import MlflowRuns
+
+    store = MlflowRuns(client)
+    search_run = store.get_run(search_run_id)
+    objective, direction = search_objective(search_run)
+    df = load_trials(store, search_run)
+    if not df.attrs.get("repeat_scores"):
+        return
+    table = repeats_table(df, objective, direction)
+    client.log_text(search_run_id, table.to_csv(index=False), "repeats.csv")
+    text = leaderboard_markdown(table.round(4))
+    client.log_text(search_run_id, f"{text}\n\n{significance_text(df, objective, direction)}\n",
+                    "repeats.md")

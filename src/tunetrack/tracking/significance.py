@@ -192,19 +192,6 @@ def significance_text(df: pd.DataFrame, objective: str, direction: str) -> str:
     return f"significance of {objective} ({direction}): {lead.text()}"
 
 
-def verdict(experiment: str | None = None, search: str | None = None,
-            where: str | None = None) -> str:
-    """``tunetrack compare --significance``: the chosen search's #1 against its #2."""
-    from tunetrack.tracking import compare
-    from tunetrack.tracking.storeread import reader
-
-    store = reader(where)
-    search_run = compare.find_search(store, experiment, search)
-    objective, direction = compare.search_objective(search_run)
-    df = compare.load_trials(store, search_run, where=where)
-    return significance_text(df, objective, direction)
-
-
 def repeats_table(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
     """The candidates with repeats, best mean first: mean, ±, interval, n and each score."""
     scores = df.attrs.get("repeat_scores", {})
@@ -214,24 +201,6 @@ def repeats_table(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFr
     table = table.rename(columns={objective: f"{objective} (mean)"})
     table["scores"] = [" ".join(f"{v:.4f}" for v in scores[r]) for r in rows["run_id"]]
     return table.reset_index(drop=True)
-
-
-def log_table(client: Any, search_run_id: str) -> None:
-    """``repeats.csv`` and ``repeats.md`` on the search run (with the #1-vs-#2 verdict)."""
-    from tunetrack.tracking import compare
-    from tunetrack.tracking.storeread import MlflowRuns
-
-    store = MlflowRuns(client)
-    search_run = store.get_run(search_run_id)
-    objective, direction = compare.search_objective(search_run)
-    df = compare.load_trials(store, search_run)
-    if not df.attrs.get("repeat_scores"):
-        return
-    table = repeats_table(df, objective, direction)
-    client.log_text(search_run_id, table.to_csv(index=False), "repeats.csv")
-    text = compare.leaderboard_markdown(table.round(4))
-    client.log_text(search_run_id, f"{text}\n\n{significance_text(df, objective, direction)}\n",
-                    "repeats.md")
 
 
 # -- promote ----------------------------------------------------------------------------------
