@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from difflib import get_close_matches
 
 
@@ -101,3 +101,18 @@ def did_you_mean(value: object, allowed: Iterable[object]) -> str:
 
 def allowed_list(allowed: Iterable[object]) -> str:
     return ", ".join(repr(a) if isinstance(a, str) else str(a) for a in allowed)
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: ``__cause__``/``__context__`` and SQLAlchemy's ``.orig``."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        todo.extend([current.__cause__, current.__context__,
+                     orig if isinstance(orig, BaseException) else None])

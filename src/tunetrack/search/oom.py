@@ -12,10 +12,11 @@ used; when the retry fails as well, the trial fails with :class:`OutOfMemoryRetr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tunetrack import names
+from tunetrack.errors import causes
 
 _log = logging.getLogger("tunetrack")
 T = TypeVar("T")
@@ -27,21 +28,9 @@ class OutOfMemoryRetryFailed(RuntimeError):
     """The trial ran out of memory, and its one retry at half the batch size failed too."""
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend([current.__cause__, current.__context__])
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` (or what it wraps) says the device or the host ran out of memory."""
-    for cause in _chain(error):
+    for cause in causes(error):
         if isinstance(cause, MemoryError):
             return True
         if any(kind.__name__ in OOM_CLASSES for kind in type(cause).__mro__):

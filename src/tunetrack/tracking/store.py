@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from tunetrack import names
-from tunetrack.errors import TrackingError
+from tunetrack.errors import TrackingError, causes
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -101,7 +101,7 @@ _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14
 
 def permission_problem(error: BaseException) -> str | None:
     """SQLite's "read-only", "cannot open" or "permission" error behind ``error``, as text."""
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, sqlite3.OperationalError):
             code = getattr(cause, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in (_SQLITE_PERM, _SQLITE_READONLY,
@@ -194,28 +194,13 @@ LOCKED_RETRIES = 8
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps: ``__cause__``/``__context__`` and SQLAlchemy's ``.orig``."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)
-        todo.extend([current.__cause__, current.__context__,
-                     orig if isinstance(orig, BaseException) else None])
-
-
 def is_locked(error: BaseException) -> bool:
     """Whether ``error`` is SQLite's "busy"/"locked" (another writer holds the database).
 
     Decided by the sqlite3 error code MLflow's exception wraps (SQLITE_BUSY, SQLITE_LOCKED), not by
     its text: a read-only database, a missing folder or a full disk is not worth a retry.
     """
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, sqlite3.OperationalError):
             code = getattr(cause, "sqlite_errorcode", None)
             return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
