@@ -38,6 +38,34 @@ def test_macro_f1_and_per_class_recall():
     assert names.chance_score("val_macro_f1", 4) == 0.25
 
 
+
+def test_the_in_graph_macro_f1_and_recalls_equal_scikit_learn():
+    """The compiled metric (and the recalls read from its confusion matrix) score a batch
+    exactly as scikit-learn does, absent classes included, across several updates."""
+    import keras
+    from sklearn.metrics import f1_score, recall_score
+
+    from tunetrack.models._compile import MacroF1
+    from tunetrack.search.imbalance import recall_callback
+
+    rng = np.random.default_rng(0)
+    metric = MacroF1(4)
+    y_true = np.array([0, 0, 1, 1, 1, 2, 0, 1])  # class 3: never true
+    logits = rng.normal(size=(8, 4)).astype("float32")
+    for part in (slice(0, 5), slice(5, 8)):
+        metric.update_state(y_true[part], logits[part])
+    y_pred = logits.argmax(axis=1)
+    want = f1_score(y_true, y_pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    assert float(metric.result()) == pytest.approx(want)
+    logs = {"val_macro_f1": float(metric.result())}
+    recall_callback(metric, ["a", "b", "c", "d"]).on_epoch_end(0, logs)
+    recalls = recall_score(y_true, y_pred, labels=[0, 1, 2, 3], average=None, zero_division=0)
+    assert [logs[f"val_recall_{c}"] for c in "abcd"] == pytest.approx(list(recalls))
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
+    assert isinstance(clone, MacroF1) and clone.num_classes == 4
+
 def _pipeline(folder: Path, data: Path, name: str, class_weight: str | None) -> Path:
     (folder / "space.yaml").write_text("family: linear\nlearning_rate: 1.0e-3\n"
                                        "batch_size: 32\noptimizer: sgd\n")

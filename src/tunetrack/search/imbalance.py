@@ -1,11 +1,13 @@
 """Class imbalance: ``training.class_weight`` and the validation macro-F1 every trial logs.
 
 :func:`class_weights` turns the pipeline's setting into Keras's ``class_weight`` (``balanced``:
-``n / (C * n_c)``, scikit-learn's rule; a mapping names classes). :func:`macro_f1_callback`
-adds ``val_macro_f1`` and ``val_recall_<class>`` to each epoch's logs, so they become curves
-(``macro_f1/val``), ``best_``/``final_`` scores and the objective ``val_macro_f1`` like any
-Keras metric. It must run first among the callbacks: early stopping, pruning, live logging
-and keras-tuner's own callbacks read the logs it fills.
+``n / (C * n_c)``, scikit-learn's rule; a mapping names classes). A search compiles every model
+with the in-graph ``MacroF1`` metric (models/_compile.py), so Keras itself logs
+``val_macro_f1``; :func:`recall_callback` adds ``val_recall_<class>`` from that metric's
+confusion matrix. They become curves (``macro_f1/val``), ``best_``/``final_`` scores and the
+objective ``val_macro_f1`` like any Keras metric. The callback must run first among the
+callbacks: early stopping, pruning, live logging and keras-tuner's own callbacks read the logs.
+:func:`scores` is the same on predictions (the scikit-learn classifiers).
 """
 
 from __future__ import annotations
@@ -59,35 +61,27 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     return out
 
 
-def macro_f1_callback(validation: Any, y_val: np.ndarray, class_names: list[str],
-                      batch_size: int) -> Any:
-    """A Keras callback that writes :func:`scores` on the validation split into the logs."""
+def recall_callback(metric: Any, class_names: list[str]) -> Any:
+    """A Keras callback that adds ``val_recall_<class>`` to each epoch's logs.
+
+    ``metric`` is the model's compiled :class:`~tunetrack.models._compile.MacroF1`: Keras has
+    just put ``val_macro_f1`` in the logs, and the metric's confusion matrix still holds the
+    validation split's counts, so the recalls cost no prediction.
+    """
     import keras
 
-    x_val = validation[0] if isinstance(validation, tuple) else validation
-    y_true = np.asarray(y_val, dtype=int).reshape(-1)
-
-    def first(out: Any) -> np.ndarray:  # a model with training-only extra outputs: the first
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        return np.asarray(keras.ops.convert_to_numpy(out))
-
-    class MacroF1(keras.callbacks.Callback):
-        def predicted(self) -> np.ndarray:
-            if not isinstance(x_val, np.ndarray) and not hasattr(x_val, "take_uint8"):
-                # a Keras PyDataset: its predict loop (data.StreamedImages slices like arrays)
-                return first(self.model.predict(x_val, batch_size=batch_size, verbose=0))
-            # arrays: direct calls in chunks, without predict()'s per-call setup (~0.2 s,
-            # which on a small model would cost more than the epoch)
-            step = max(256, batch_size)
-            return np.concatenate([first(self.model(x_val[i:i + step], training=False))
-                                   for i in range(0, len(x_val), step)])
-
+    class Recalls(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if logs is None or len(y_true) == 0:
+            if logs is None or MACRO_F1 not in logs:  # no validation split
                 return
-            logs.update(scores(y_true, self.predicted().argmax(axis=-1), class_names))
+            confusion = np.asarray(keras.ops.convert_to_numpy(metric.confusion), dtype=float)
+            seen = confusion.sum(axis=1)
+            recalls = np.divide(np.diag(confusion), seen, out=np.zeros_like(seen),
+                                where=seen > 0)
+            logs.update({recall_key(name): float(r)
+                         for name, r in zip(class_names, recalls, strict=True)})
 
-    return MacroF1()
+    return Recalls()
 
 
-__all__ = ["MACRO_F1", "class_weights", "macro_f1_callback", "recall_key", "scores"]
+__all__ = ["MACRO_F1", "class_weights", "recall_callback", "recall_key", "scores"]

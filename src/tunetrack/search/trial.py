@@ -53,6 +53,7 @@ class TrialRunner:
         self.stop_reason: str | None = None
         self.running: tuple[TrialRecord, str] | None = None
         self.last_model: Any = None
+        self.macro_f1: Any = None  # set by the hypermodel's build (search/tuners.py)
         self.batch_size_override: int | None = None  # search/oom.py, read by tuners.py's fit
         self.repeat_of: str | None = None  # the candidate's run while a seed repeat trains
         self.fit_seed: int | None = None  # a seed repeat's seed (shuffling of streamed data)

@@ -27,6 +27,7 @@ class TrialHost(Protocol):
     num_classes: int
     reporter: Reporter
     last_model: Any
+    macro_f1: Any  # the compiled MacroF1 metric of the model being trained
     tracker: Any
     running: Any  # (TrialRecord, run id) of the trial being trained
     pruned: Any  # the pruning.Verdict that stopped the running trial, else None
@@ -130,8 +131,9 @@ def _hypermodel(host: TrialHost) -> Any:
             training = host.pipeline.training  # mixed precision, XLA: models/_device.py
             with models.dtype_policy(models.precision_policy(training.mixed_precision)):
                 model = models.build_model(host.family, candidate, shape, host.num_classes)
-            model.compile(**models.compile_kwargs(host.family, candidate),
-                          **models.compile_options(training.jit_compile))
+            compiled = models.compile_kwargs(host.family, candidate, host.num_classes)
+            model.compile(**compiled, **models.compile_options(training.jit_compile))
+            host.macro_f1 = compiled["metrics"][-1]  # MacroF1: search/imbalance.py reads it
             return model
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
@@ -141,6 +143,8 @@ def _hypermodel(host: TrialHost) -> Any:
             x_train, x_val = host.inputs(candidate)
             callbacks = list(kwargs.pop("callbacks", []))
             pipeline = host.pipeline
+            if pipeline.tuner.kind != "hyperband":  # its later rounds start from them
+                callbacks = kt_internal.without_weight_checkpoints(callbacks)
             if pipeline.training.patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor=pipeline.objective, mode=pipeline.direction,
@@ -161,10 +165,8 @@ def _hypermodel(host: TrialHost) -> Any:
                 x_train, host.dataset.y_train, x_val, host.dataset.y_val,
                 int(host.batch_size_override or candidate["batch_size"]),
                 seed=getattr(host, "fit_seed", None) or host.pipeline.tuner.seed)
-            names_ = list(host.dataset.class_names)  # val_macro_f1 first: the rest read it
-            callbacks.insert(0, imbalance.macro_f1_callback(  # x_val: streamed, sliced in chunks
-                (x_val, host.dataset.y_val), host.dataset.y_val, names_,
-                int(train.get("batch_size") or 256)))
+            names_ = list(host.dataset.class_names)  # the recalls first: the rest read them
+            callbacks.insert(0, imbalance.recall_callback(host.macro_f1, names_))
             history = model.fit(**train, validation_data=validation,
                                 callbacks=callbacks, verbose=0,
                                 class_weight=imbalance.class_weights(
