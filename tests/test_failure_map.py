@@ -35,13 +35,14 @@ def test_map_counts_each_status_per_value():
               _trial("pruned", optimizer="adam", blocks=2)]
     figure = failure_map(trials, ["optimizer", "blocks"])
     assert figure is not None
-    optimizer, blocks = figure.axes
-    assert [t.get_text() for t in optimizer.get_yticklabels()] == ["adam", "sgd"]
-    assert [t.get_text() for t in blocks.get_yticklabels()] == ["1", "2", "3"]
-    # per status one bar per value: completed, pruned, rejected, failed (drawing order)
-    widths = [p.get_width() for p in optimizer.patches]
-    assert widths == [1, 0, 1, 0, 0, 1, 0, 1]
-    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    (ax,) = figure.axes  # one axes: a band of rows per hyperparameter
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["adam", "sgd", "1", "2", "3"]
+    bands = [t.get_text() for t in ax.texts]
+    assert bands == ["optimizer", "blocks"]
+    # per status one bar per row: completed, pruned, rejected, failed (drawing order)
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == [1, 0, 1, 0, 0,  1, 0, 0, 1, 0,  0, 1, 0, 0, 1,  0, 1, 0, 1, 0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["completed", "pruned", "rejected", "failed"]
     figure.savefig(io.BytesIO(), format="png")
     assert failure_map([_trial("completed", optimizer="adam")], ["optimizer"]) is None

@@ -1,11 +1,11 @@
 """The failure map of a search: for each hyperparameter, which of its values were trained, and
 which failed, were rejected, pruned or killed (``plots/failure_map.png`` on the search run).
 
-One panel per searched hyperparameter, one horizontal bar per value, stacked by what became of
-the trials that had it; an element of an unused group shows as ``inactive``. Many-valued numbers
-(a log-uniform learning rate) are put into at most :data:`BINS` ranges (log-spaced when they span
-more than a decade and a half). Drawn only when some trial did not complete. matplotlib on its
-own Agg canvas (no pyplot), like :mod:`tunetrack.tracking.plots`.
+One band of rows per searched hyperparameter, one horizontal bar per value, stacked by what
+became of the trials that had it; an element of an unused group shows as ``inactive``.
+Many-valued numbers (a log-uniform learning rate) are put into at most :data:`BINS` ranges
+(log-spaced when they span more than a decade and a half). Drawn only when some trial did not
+complete. matplotlib on its own Agg canvas (no pyplot), like :mod:`tunetrack.tracking.plots`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ COLORS = {"completed": "#4c9a5b", "pruned": "#5b8fd1", "rejected": "#a0a0a0",
 INACTIVE = "inactive"
 MAX_VALUES = 8  # distinct numbers shown as they are; more are binned
 BINS = 6
-MAX_PANELS = 16
+MAX_PANELS = 16  # hyperparameters shown
 
 
 def _status(trial: Any) -> str:
@@ -75,37 +75,60 @@ def value_labels(values: Sequence[Any]) -> tuple[list[str], list[str]]:
 
 
 def failure_map(trials: Sequence[Any], hyperparameters: Sequence[str]) -> Figure | None:
-    """The figure, or None when every trial completed (or nothing was searched)."""
+    """The figure, or None when every trial completed (or nothing was searched).
+
+    One axes, one row per (hyperparameter, value), the hyperparameters in bands separated by
+    a rule and named on the left: one axes draws in a fraction of the time of a panel each
+    (the search's last step waits for this figure).
+    """
     statuses = [_status(t) for t in trials]
     if not trials or all(s == "completed" for s in statuses) or not hyperparameters:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     from tunetrack.tracking.plots import _figure
 
     shown = [s for s in STATUSES if s in statuses] + sorted(set(statuses) - set(STATUSES))
-    panels = []
+    rows: list[tuple[str, str]] = []  # (hyperparameter, value label), top to bottom
+    counts: Counter[tuple[str, str, str]] = Counter()
+    bands: list[tuple[str, int, int]] = []  # hyperparameter, first row, last row
     for hp in list(hyperparameters)[:MAX_PANELS]:
         labels, order = value_labels([t.candidate.get(hp) for t in trials])
-        counts = Counter(zip(labels, statuses, strict=True))
-        panels.append((hp, order, counts))
-    bars = sum(len(order) for _, order, _ in panels)
-    fig = _figure(7.5, 1.0 + 0.28 * bars + 0.35 * len(panels))
-    grid = fig.add_gridspec(len(panels), 1, height_ratios=[max(len(o), 1) for _, o, _ in panels])
-    for row, (hp, order, counts) in enumerate(panels):
-        ax = fig.add_subplot(grid[row])
-        left = [0] * len(order)
-        for status in shown:
-            widths = [counts.get((value, status), 0) for value in order]
-            ax.barh(range(len(order)), widths, left=left, color=COLORS.get(status, "#e0a030"),
-                    label=status if row == 0 else None, height=0.7)
-            left = [a + b for a, b in zip(left, widths, strict=True)]
-        ax.set_yticks(range(len(order)), order, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_ylabel(hp, fontsize=8, rotation=0, ha="right", va="center")
-        ax.tick_params(axis="x", labelsize=7)
-        ax.set_xlim(0, max(left + [1]) * 1.05)
-    fig.axes[0].set_title("what became of the trials, per hyperparameter value", fontsize=10)
-    fig.axes[-1].set_xlabel("trials")
-    fig.legend(loc="outside lower center", ncol=len(shown), fontsize=8, frameon=False)
+        counts.update((hp, label, status) for label, status in zip(labels, statuses,
+                                                                   strict=True))
+        bands.append((hp, len(rows), len(rows) + len(order) - 1))
+        rows += [(hp, value) for value in order]
+    width_in = 7.5
+    name_chars = max(len(hp) for hp, _, _ in bands)
+    value_chars = max(len(value) for _, value in rows)
+    left_in = 0.25 + 0.065 * (name_chars + value_chars)  # 8-point text: ~0.065 in a character
+    axes_in = 0.24 * len(rows)
+    height_in = axes_in + 1.5  # 0.5 in above for the title, 1 in below: ticks, label, legend
+    fig = _figure(width_in, height_in, margins={
+        "left": min(0.6, left_in / width_in), "right": 0.97,
+        "bottom": 1.0 / height_in, "top": 1 - 0.5 / height_in})
+    ax = fig.subplots()
+    left = [0] * len(rows)
+    for status in shown:
+        widths = [counts.get((hp, value, status), 0) for hp, value in rows]
+        ax.barh(range(len(rows)), widths, left=left, color=COLORS.get(status, "#e0a030"),
+                label=status, height=0.7)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(rows)), [value for _, value in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first hyperparameter on top
+    for hp, first, last in bands:
+        if first:
+            ax.axhline(first - 0.5, color="0.75", linewidth=0.8)
+        ax.annotate(hp, xy=(0, (first + last) / 2), xycoords=("axes fraction", "data"),
+                    xytext=(-6 - 5.2 * value_chars, 0), textcoords="offset points",
+                    ha="right", va="center", fontsize=8, fontweight="bold")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, max(left + [1]) * 1.05)
+    ax.set_xlabel("trials")
+    ax.set_title("what became of the trials, per hyperparameter value", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45 / axes_in), ncol=len(shown),
+              fontsize=8, frameon=False)
     return fig
 
 
