@@ -10,6 +10,7 @@ import importlib.metadata
 import inspect
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,31 @@ def test_tensorflow_gradient_registry_is_reachable():
         assert "CustomGradient-canary" not in registry
     finally:
         registry.pop("CustomGradient-canary", None)
+
+
+def test_run_trial_adds_the_weight_checkpoint_that_tunetrack_drops(tmp_path: Path):
+    """keras-tuner's Tuner.run_trial hands fit() a SaveBestEpoch; the door removes exactly it."""
+    import keras
+    import keras_tuner
+
+    from tunetrack.search._keras_tuner import without_weight_checkpoints
+
+    seen: list[list[Any]] = []
+
+    class Model(keras_tuner.HyperModel):
+        def build(self, hp: Any) -> Any:
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(list(kwargs["callbacks"]))
+            return {"score": 1.0}
+
+    tuner = keras_tuner.RandomSearch(Model(), objective=keras_tuner.Objective("score", "max"),
+                                     max_trials=1, directory=str(tmp_path), project_name="p")
+    mine = keras.callbacks.TerminateOnNaN()
+    tuner.search(callbacks=[mine], verbose=0)
+    kinds = [type(c).__name__ for c in seen[0]]
+    assert "SaveBestEpoch" in kinds, f"keras-tuner no longer adds SaveBestEpoch: {kinds}"
+    kept = without_weight_checkpoints(seen[0])
+    assert len(kept) == len(seen[0]) - 1 and all(type(c).__name__ != "SaveBestEpoch"
+                                                 for c in kept)

@@ -47,6 +47,20 @@ def declared_space_tuner(base: type) -> type:
     return DeclaredSpaceTuner
 
 
+
+def without_weight_checkpoints(callbacks: list[Any]) -> list[Any]:
+    """``callbacks`` less the ``SaveBestEpoch`` that ``Tuner.run_trial`` adds to every fit.
+
+    It writes the model's weights to keras-tuner's folder at each improving epoch so that
+    ``get_best_models()`` can reload them (~0.07 s an epoch for a small CNN). tunetrack logs each
+    trained model to MLflow and never reads those files, except under Hyperband, whose later
+    rounds start from them: the caller keeps it there. Missing API: a tuner option not to
+    checkpoint (``Tuner.run_trial`` appends it unconditionally).
+    """
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    return [c for c in callbacks if not isinstance(c, SaveBestEpoch)]
+
 # -- oracle --------------------------------------------------------------------------------------
 def after_end_trial(oracle: Any, hook: Callable[[Any], None]) -> None:
     """Call ``hook(oracle)`` inside the oracle's lock after every ``end_trial`` (and once now).
