@@ -226,6 +226,27 @@ def test_search_with_repeats_nests_runs_and_scores_the_mean(store, workdir: Path
     assert "plots/failure_map.png" not in plots  # every trial completed: nothing to map
 
 
+
+@pytest.mark.slow
+def test_hyperband_with_repeats_trains_each_round_twice(store, workdir: Path):
+    """Hyperband's brackets and seed repeats together: every trained candidate, first round or
+    continued from a checkpoint, has its two repeats nested under it and scores their mean."""
+    from tunetrack.search.session import run_search
+    from tunetrack.space.pipeline import load_pipeline
+
+    pipeline = load_pipeline(write_pipeline(workdir, tuner="hyperband", trials=4, epochs=3,
+                                            tuner_options=", repeats: 2"))
+    result = run_search(pipeline)
+    trained = [t for t in result.trials if t.status.value == "completed"]
+    assert len(trained) >= 2, [t.status for t in result.trials]
+    exp = store.get_experiment_by_name("tiny").experiment_id
+    for trial in trained:
+        repeats = store.search_runs([exp], f"tags.`{names.TAG_PARENT}` = '{trial.run_id}'")
+        assert len(repeats) == 2 and {r.info.status for r in repeats} == {"FINISHED"}
+        values = [r.data.metrics[f"best_{OBJ}"] for r in repeats]
+        assert trial.objective == pytest.approx(sum(values) / 2)
+        assert store.get_run(trial.run_id).data.metrics[names.METRIC_REPEATS_N] == 2
+
 def test_a_kill_during_a_repeat_ends_the_repeat_and_its_candidate(store):
     from types import SimpleNamespace
 
