@@ -13,8 +13,6 @@ refused with the same words, so a client cannot learn which files the server has
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 from pathlib import Path
@@ -88,34 +86,13 @@ class ImageClassifierModel(PythonModel):
 
 
 def admitted(column: list[Any], allow_paths: str | None) -> tuple[list[Any], list[str]]:
-    """Each cell as image bytes, or as a file path inside ``allow_paths``; an error line per
-    other row that never repeats the cell (it may be megabytes, or a probe for a file)."""
-    root = os.path.realpath(allow_paths) if allow_paths else None
-    paths = f"a file inside {allow_paths}" if root else \
-        "a file path (paths are off: tunetrack serve --allow-paths DIR)"
-    cells: list[Any] = []
-    errors: list[str] = []
-    for i, value in enumerate(column):
-        if isinstance(value, (bytes, bytearray)):
-            cells.append(bytes(value))
-            continue
-        if not isinstance(value, str) or not value.strip():
-            got = "an empty string" if isinstance(value, str) else type(value).__name__
-            errors.append(f"row {i}: expected base64 image bytes, got {got}")
-            continue
-        text = value.strip()
-        if root is not None and len(text) < 4096:
-            real = os.path.realpath(os.path.join(root, text))
-            if real.startswith(root + os.sep) and os.path.isfile(real):
-                cells.append(real)
-                continue
-        if text.startswith("data:") and "," in text:
-            text = text.split(",", 1)[1]
-        try:
-            cells.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError):
-            errors.append(f"row {i}: neither base64-encoded image bytes nor {paths}")
-    return cells, errors
+    """Each cell as image bytes, or as a file path (a string) inside ``allow_paths``; an error
+    line per other row that never repeats the cell. The rules are the self-contained runtime's
+    (``registry/_runtime/model.py``), which this older pyfunc shares."""
+    from tunetrack.registry._runtime.model import admitted as admit
+
+    cells, errors = admit(column, allow_paths)
+    return [str(c) if isinstance(c, Path) else c for c in cells], errors
 
 
 def _member_suffixes(artifacts: dict[str, str]) -> list[str]:
