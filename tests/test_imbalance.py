@@ -46,7 +46,7 @@ def test_the_in_graph_macro_f1_and_recalls_equal_scikit_learn():
     from sklearn.metrics import f1_score, recall_score
 
     from tunetrack.models._compile import MacroF1
-    from tunetrack.search.imbalance import recall_callback
+    from tunetrack.search.imbalance import macro_f1_callback
 
     rng = np.random.default_rng(0)
     metric = MacroF1(4)
@@ -57,14 +57,44 @@ def test_the_in_graph_macro_f1_and_recalls_equal_scikit_learn():
     y_pred = logits.argmax(axis=1)
     want = f1_score(y_true, y_pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
     assert float(metric.result()) == pytest.approx(want)
-    logs = {"val_macro_f1": float(metric.result())}
-    recall_callback(metric, ["a", "b", "c", "d"]).on_epoch_end(0, logs)
+    logs = {"val_macro_f1": float(metric.result()), "macro_f1": 0.0}
+    macro_f1_callback(metric, ["a", "b", "c", "d"]).on_epoch_end(0, logs)
     recalls = recall_score(y_true, y_pred, labels=[0, 1, 2, 3], average=None, zero_division=0)
     assert [logs[f"val_recall_{c}"] for c in "abcd"] == pytest.approx(list(recalls))
+    assert "macro_f1" not in logs  # the training side is not counted
     metric.reset_state()
     assert float(metric.result()) == 0.0
     clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
     assert isinstance(clone, MacroF1) and clone.num_classes == 4
+
+
+def test_a_fit_scores_macro_f1_on_the_validation_split_only():
+    """In a real fit the metric counts validation batches only: val_macro_f1 is scikit-learn's
+    score of the final model's validation predictions, and no training-side key is logged."""
+    import keras
+    from sklearn.metrics import f1_score
+
+    from tunetrack.models import compile_kwargs
+    from tunetrack.search.imbalance import macro_f1_callback
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(90, 6)).astype("float32"), rng.integers(0, 3, size=90)
+    x[:, 0] += y  # learnable, imperfectly
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    compiled = compile_kwargs("mlp", {"learning_rate": 0.05}, num_classes=3)
+    model.compile(**compiled)
+    metric = compiled["metrics"][-1]
+    history = model.fit(x[:60], y[:60], validation_data=(x[60:], y[60:]), epochs=3,
+                        batch_size=16, verbose=0,
+                        callbacks=[macro_f1_callback(metric, ["a", "b", "c"])])
+    assert "macro_f1" not in history.history
+    predicted = model.predict(x[60:], verbose=0).argmax(axis=1)
+    want = f1_score(y[60:], predicted, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert history.history["val_macro_f1"][-1] == pytest.approx(want, abs=1e-6)
+    assert {"val_recall_a", "val_recall_b", "val_recall_c"} <= set(history.history)
+    assert metric.counting  # evaluate() after the fit counts as usual
+
 
 def _pipeline(folder: Path, data: Path, name: str, class_weight: str | None) -> Path:
     (folder / "space.yaml").write_text("family: linear\nlearning_rate: 1.0e-3\n"

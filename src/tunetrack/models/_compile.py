@@ -27,22 +27,30 @@ def squared_error(y_true: Any, y_pred: Any) -> Any:
 class MacroF1(keras.metrics.Metric):
     """Macro-averaged F1 over ``num_classes`` classes, from a confusion matrix kept in graph.
 
-    Keras computes it in the same pass as the loss and accuracy (``macro_f1`` on training
-    batches, ``val_macro_f1`` on the validation split), so it costs no extra prediction. After
-    the validation pass :attr:`confusion` holds that split's counts, from which
-    ``search/imbalance.py`` reads the per-class recalls. A class never seen nor predicted
-    scores 0, as scikit-learn's ``f1_score(average="macro", zero_division=0)`` counts it.
-    Sample weights (``training.class_weight``) are ignored: the score counts images.
+    Keras computes it in the same pass as the loss and accuracy (``val_macro_f1`` on the
+    validation split), so it costs no extra prediction. After the validation pass
+    :attr:`confusion` holds that split's counts, from which ``search/imbalance.py`` reads the
+    per-class recalls. A class never seen nor predicted scores 0, as scikit-learn's
+    ``f1_score(average="macro", zero_division=0)`` counts it. Sample weights
+    (``training.class_weight``) are ignored: the score counts images.
+
+    :attr:`counting` off makes :meth:`update_state` a no-op. A search's callback turns it off
+    for the training batches and on for validation: Keras traces the training step (TensorFlow,
+    JAX) with counting off, so the training graph carries none of the metric's ops (tracing
+    them cost ~0.1 s a trial), and under eager torch the flag holds batch by batch.
     """
 
     def __init__(self, num_classes: int, name: str = "macro_f1", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
+        self.counting = True
         self.confusion = self.add_variable(shape=(self.num_classes, self.num_classes),
                                            initializer="zeros", dtype="float32",
                                            name="confusion")
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        if not self.counting:
+            return
         labels = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.num_classes,
                              dtype="float32")
         guesses = ops.one_hot(ops.argmax(ops.reshape(y_pred, (-1, self.num_classes)), axis=-1),
@@ -56,7 +64,7 @@ class MacroF1(keras.metrics.Metric):
         return ops.mean(f1)
 
     def reset_state(self) -> None:
-        self.confusion.assign(ops.zeros_like(self.confusion))
+        self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), "float32"))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes}

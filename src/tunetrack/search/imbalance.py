@@ -3,10 +3,11 @@
 :func:`class_weights` turns the pipeline's setting into Keras's ``class_weight`` (``balanced``:
 ``n / (C * n_c)``, scikit-learn's rule; a mapping names classes). A search compiles every model
 with the in-graph ``MacroF1`` metric (models/_compile.py), so Keras itself logs
-``val_macro_f1``; :func:`recall_callback` adds ``val_recall_<class>`` from that metric's
-confusion matrix. They become curves (``macro_f1/val``), ``best_``/``final_`` scores and the
-objective ``val_macro_f1`` like any Keras metric. The callback must run first among the
-callbacks: early stopping, pruning, live logging and keras-tuner's own callbacks read the logs.
+``val_macro_f1``; :func:`macro_f1_callback` has it count validation batches only and adds
+``val_recall_<class>`` from its confusion matrix. They become curves (``macro_f1/val``),
+``best_``/``final_`` scores and the objective ``val_macro_f1`` like any Keras metric. The
+callback must run first: early stopping, pruning, live logging and keras-tuner's own
+callbacks read the logs.
 :func:`scores` is the same on predictions (the scikit-learn classifiers).
 """
 
@@ -61,27 +62,44 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     return out
 
 
-def recall_callback(metric: Any, class_names: list[str]) -> Any:
-    """A Keras callback that adds ``val_recall_<class>`` to each epoch's logs.
+def macro_f1_callback(metric: Any, class_names: list[str]) -> Any:
+    """A Keras callback around the compiled :class:`~tunetrack.models._compile.MacroF1`.
 
-    ``metric`` is the model's compiled :class:`~tunetrack.models._compile.MacroF1`: Keras has
-    just put ``val_macro_f1`` in the logs, and the metric's confusion matrix still holds the
-    validation split's counts, so the recalls cost no prediction.
+    It lets the metric count validation batches only (``counting``: off from the start of
+    training, on for each validation pass), drops the empty training-side ``macro_f1`` from
+    the epoch's logs, and adds ``val_recall_<class>``: Keras has just put ``val_macro_f1`` in
+    the logs and the metric's confusion matrix still holds the validation split's counts, so
+    the recalls cost no prediction. It must come first: later callbacks read what it writes.
     """
     import keras
 
-    class Recalls(keras.callbacks.Callback):
+    class MacroF1Logs(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            metric.counting = False
+
+        def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+            metric.counting = True
+
+        def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+            metric.counting = False
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            metric.counting = True  # a later evaluate() outside fit counts as usual
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if logs is None or MACRO_F1 not in logs:  # no validation split
+            if logs is None:
                 return
-            confusion = np.asarray(keras.ops.convert_to_numpy(metric.confusion), dtype=float)
+            logs.pop(metric.name, None)  # training batches were not counted
+            if MACRO_F1 not in logs:  # no validation split
+                return
+            confusion = np.asarray(metric.confusion.numpy(), dtype=float)
             seen = confusion.sum(axis=1)
             recalls = np.divide(np.diag(confusion), seen, out=np.zeros_like(seen),
                                 where=seen > 0)
             logs.update({recall_key(name): float(r)
                          for name, r in zip(class_names, recalls, strict=True)})
 
-    return Recalls()
+    return MacroF1Logs()
 
 
-__all__ = ["MACRO_F1", "class_weights", "recall_callback", "recall_key", "scores"]
+__all__ = ["MACRO_F1", "class_weights", "macro_f1_callback", "recall_key", "scores"]

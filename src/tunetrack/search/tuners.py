@@ -166,7 +166,7 @@ def _hypermodel(host: TrialHost) -> Any:
                 int(host.batch_size_override or candidate["batch_size"]),
                 seed=getattr(host, "fit_seed", None) or host.pipeline.tuner.seed)
             names_ = list(host.dataset.class_names)  # the recalls first: the rest read them
-            callbacks.insert(0, imbalance.recall_callback(host.macro_f1, names_))
+            callbacks.insert(0, imbalance.macro_f1_callback(host.macro_f1, names_))
             history = model.fit(**train, validation_data=validation,
                                 callbacks=callbacks, verbose=0,
                                 class_weight=imbalance.class_weights(
