@@ -33,7 +33,7 @@ search: $(STAMP)
 	$(BIN)/tunetrack search $(PIPELINE)
 
 test: $(STAMP) $(JAX_STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=20
 	$(MAKE) --no-print-directory test-jax
 
 # The quick start (tests marked `core`) under KERAS_BACKEND=jax where TensorFlow is not installed.
