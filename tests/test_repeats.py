@@ -75,8 +75,7 @@ def test_repeats_in_the_pipeline_and_on_the_command_line(workdir: Path):
         load_pipeline(path).override(repeats=0)
     pruned = write_pipeline(workdir, tuner_options=", repeats: 2, pruning: median",
                             name="pruned")
-    with pytest.raises(PipelineError, match=r"pruning 'median' needs repeats: 1, got 2"):
-        load_pipeline(pruned)
+    assert load_pipeline(pruned).tuner.pruning.kind == "median"  # repeat 1 is the probe
 
 
 # -- a hand-filled store ----------------------------------------------------------------------
@@ -246,6 +245,36 @@ def test_hyperband_with_repeats_trains_each_round_twice(store, workdir: Path):
         values = [r.data.metrics[f"best_{OBJ}"] for r in repeats]
         assert trial.objective == pytest.approx(sum(values) / 2)
         assert store.get_run(trial.run_id).data.metrics[names.METRIC_REPEATS_N] == 2
+
+
+@pytest.mark.slow
+def test_pruning_with_repeats_judges_the_first_repeat(store, workdir: Path):
+    """Grid order: lr 0.01 trains its two repeats in full; lr 1e-6's first repeat is far below
+    the median at epoch 1, so the candidate is pruned with that one repeat and no other."""
+    from tunetrack.search.session import run_search
+    from tunetrack.space.pipeline import load_pipeline
+
+    from .test_pruning import LR_SPACE
+
+    pipeline = load_pipeline(write_pipeline(
+        workdir, space=LR_SPACE, trials=2, epochs=3, tuner="grid",
+        tuner_options=", repeats: 2, pruning: {kind: median, warmup_epochs: 0, min_trials: 1}"))
+    result = run_search(pipeline)
+    assert [t.status.value for t in result.trials] == ["completed", "pruned"]
+    exp = store.get_experiment_by_name("tiny").experiment_id
+
+    def repeats(trial):
+        return store.search_runs([exp], f"tags.`{names.TAG_PARENT}` = '{trial.run_id}'")
+
+    full, pruned = result.trials
+    assert [int(r.data.metrics[names.METRIC_EPOCHS_TRAINED]) for r in repeats(full)] == [3, 3]
+    (probe,) = repeats(pruned)
+    assert probe.data.metrics[names.METRIC_EPOCHS_TRAINED] == 1
+    assert probe.info.run_name.endswith(" pruned")
+    run = store.get_run(pruned.run_id)
+    assert run.data.tags[names.TAG_TRIAL_STATUS] == "pruned"
+    assert run.data.metrics[names.METRIC_REPEATS_N] == 1
+    assert pruned.objective == pytest.approx(probe.data.metrics[f"best_{OBJ}"])
 
 def test_a_kill_during_a_repeat_ends_the_repeat_and_its_candidate(store):
     from types import SimpleNamespace

@@ -10,6 +10,10 @@ not the luckiest). keras-tuner receives every repeat's history and reports the m
 to the oracle (its own average over a list of results). Repeat 1 uses the seed a search without
 repeats would use, so ``--repeats 1`` trains exactly as before.
 
+With ``tuner.pruning``, repeat 1 is the probe: the pruner judges it as it would a trial without
+repeats, and a pruned probe prunes the candidate (one repeat, no others trained). A candidate
+whose probe survives trains its other repeats in full, so its mean is over complete runs.
+
 ``executions_per_trial`` (keras-tuner's name) means the same; keras-tuner itself is always
 given 1, so every training is recorded.
 """
@@ -153,6 +157,7 @@ def train(runner: Any, record: Any, log: Any, fit: Callable[[], Any],
         run_id = _start(runner, log.run_id, record.trial_id, k + 1, seed, candidate)
         runner.running, runner.repeat_of = (record, run_id), log.run_id
         runner.fit_seed = seed if k else None  # repeat 1 shuffles as a search without repeats
+        runner.repeat_number = k + 1  # tuner.pruning judges repeat 1 only
         t0 = time.perf_counter()
         repeat_log = RunLogger(runner.tracker.client, run_id)
         try:
@@ -165,7 +170,7 @@ def train(runner: Any, record: Any, log: Any, fit: Callable[[], Any],
             raise
         finally:
             runner.running, runner.repeat_of = (record, log.run_id), None
-            runner.fit_seed = None
+            runner.fit_seed = runner.repeat_number = None
         score, best_epoch = best_objective(history, objective, direction)
         seconds = time.perf_counter() - t0
         steps = [int(e) + 1 for e in history.epoch]
@@ -175,10 +180,13 @@ def train(runner: Any, record: Any, log: Any, fit: Callable[[], Any],
         if runner.batch_size_override is not None:
             repeat_log.tags({names.TAG_BATCH_SIZE: runner.batch_size_override})
         label = runnames.trial_label(record.trial_id)
-        repeat_log.tags({names.TAG_RUN_NAME: f"{label} r{k + 1} {score:.3f}"}).flush()
+        pruned = " pruned" if runner.pruned is not None else ""
+        repeat_log.tags({names.TAG_RUN_NAME: f"{label} r{k + 1} {score:.3f}{pruned}"}).flush()
         runner.tracker.end_run(run_id, RunStatus.FINISHED)
         done.repeats.append(Repeat(k + 1, seed, run_id, history, runner.last_model, score,
                                    seconds))
+        if runner.pruned is not None:  # the probe was pruned: the candidate is, unrepeated
+            break
     chosen = done.chosen(direction)
     runner.last_model = chosen.model
     # The candidate's curves: the kept repeat's (the repeats' own are on their runs).

@@ -57,6 +57,7 @@ class TrialRunner:
         self.batch_size_override: int | None = None  # search/oom.py, read by tuners.py's fit
         self.repeat_of: str | None = None  # the candidate's run while a seed repeat trains
         self.fit_seed: int | None = None  # a seed repeat's seed (shuffling of streamed data)
+        self.repeat_number: int | None = None  # the seed repeat training (from 1)
         self.pruned: Any = None  # the pruning.Verdict that stopped the running trial (tuners.py)
         self.uploads: Any = None  # artifacts.BackgroundUploads, made by warm_up()
         self._features: dict[tuple[Any, ...], tuple[Any, Any]] = {}

@@ -110,7 +110,8 @@ def _hypermodel(host: TrialHost) -> Any:
         run_id = running[1]
         cfg, pipeline = host.pipeline.tuner.pruning, host.pipeline
         pruner = None
-        if cfg.kind != "none":
+        # with seed repeats the first repeat is the probe: the others train in full
+        if cfg.kind != "none" and (getattr(host, "repeat_number", None) or 1) == 1:
             peers = getattr(host, "_peers", None)
             if peers is None:
                 peers = host._peers = live.PeerCurves(  # type: ignore[attr-defined]

@@ -133,10 +133,6 @@ def pruning_problem(tuner: TunerSection) -> str | None:
         return (f"pruning {tuner.pruning.kind!r} cannot go with tuner 'hyperband', which stops "
                 f"trials by its own brackets; use random, grid, bayesian or tpe, or pruning: "
                 f"{{kind: none}}")
-    if tuner.runs_per_candidate != 1:
-        return (f"pruning {tuner.pruning.kind!r} needs repeats: 1, got "
-                f"{tuner.runs_per_candidate} (a pruned trial's other repeats would have "
-                f"no curve to judge)")
     return None
 
 
