@@ -62,6 +62,29 @@ def test_an_interrupt_after_the_tuner_is_built_is_killed_and_unfreezes_gc(store,
     assert Path(session.directory, "search.json").is_file()
 
 
+
+def test_a_search_killed_mid_save_keeps_the_oracle_it_had(store, workdir: Path, monkeypatch):
+    """A search alone writes keras-tuner's oracle.json as the parallel chief does: to a
+    temporary file renamed over the old one, so a kill mid-write leaves the last good state."""
+    import json
+
+    from keras_tuner.src.engine.stateful import Stateful
+
+    pipeline = load_pipeline(write_pipeline(workdir))
+    with pytest.raises(KeyboardInterrupt), SearchSession(pipeline) as session:
+        oracle = session.build_tuner().oracle
+        oracle.save()
+        path = Path(oracle._get_oracle_fname())
+        before = json.loads(path.read_text())
+
+        def dies_mid_write(self, fname):
+            Path(fname).write_text('{"half": ')  # what a kill -9 mid-write leaves
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Stateful, "save", dies_mid_write)
+        oracle.save()
+    assert json.loads(path.read_text()) == before
+
 def test_fail_without_an_exception(store, workdir: Path):
     pipeline = load_pipeline(write_pipeline(workdir))
     with SearchSession(pipeline) as session:

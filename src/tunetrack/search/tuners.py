@@ -230,4 +230,5 @@ def build_tuner(host: TrialHost, directory: str, *, overwrite: bool = True) -> A
         tuner = TunetrackTuner(max_trials=cfg.max_trials, **common)
     if hasattr(tuner.oracle, "trials"):  # not a worker's OracleClient
         budget_oracle(tuner.oracle, cfg.max_trials, cfg.max_rejected)
+        kt_internal.atomic_saves(tuner.oracle)  # a search killed mid-save can be resumed
     return tuner
