@@ -6,6 +6,11 @@ Generated folders of RGB 128x128 JPEGs (4 classes). Each variant runs in its own
 anchor, keras's ``image_dataset_from_directory`` iterated once over the 4N folder with no model
 at all. Goals: streaming's peak RSS at 4N <= 1.1x its peak at N, and its training images/s
 (steady epochs, after the first) within 10 % of the in-memory path on the N folder, which fits.
+
+Images/s is the training split over the median time between two epochs' ends (the first epoch,
+which compiles, left out), so one epoch slowed by another job on a shared machine does not
+decide it; on the N folder stream and memory each run twice, interleaved (stream, memory,
+memory, stream), and the faster run of each counts.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from benchmarks import Row, call, check_size, rss_kib, store_uri, tmp_root
 NAME = "data"
 RSS_GOAL, SPEED_GOAL = 1.10, 0.90
 # images in the small folder (N), image side, epochs
-SIZES = {"smoke": (24, 32, 2), "quick": (500, 128, 3), "full": (1000, 128, 3)}
+SIZES = {"smoke": (24, 32, 2), "quick": (500, 128, 5), "full": (1000, 128, 5)}
 CLASSES = ("alpha", "beta", "gamma", "delta")
 SPACE = """\
 family: cnn
@@ -73,6 +78,8 @@ training: {{epochs: {epochs}, patience: null}}
 
 def search_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """One trial; peak RSS (KiB) and steady-epoch training images per second."""
+    import numpy as np
+
     from tunetrack.names import TrialStatus
     from tunetrack.search.progress import Reporter
     from tunetrack.search.session import run_search
@@ -92,8 +99,9 @@ def search_worker(payload: dict[str, Any]) -> dict[str, Any]:
 
     run_search(pipeline, reporter=Clock())
     train = len(_train_split(pipeline.data))
-    steady = (len(ends) - 1) * train / (ends[-1] - ends[0]) if len(ends) > 1 else 0.0
-    return {"peak": rss_kib()[1], "images_per_s": steady, "completed": all(done) and bool(done)}
+    steady = train / float(np.median(np.diff(ends))) if len(ends) > 1 else 0.0
+    return {"peak": rss_kib()[1], "images_per_s": steady, "completed": all(done) and bool(done),
+            "epoch_seconds": [round(float(t), 3) for t in np.diff(ends)]}
 
 
 def _train_split(cfg: Any) -> Any:
@@ -126,12 +134,16 @@ def run(size: str) -> list[Row]:
     got: dict[str, dict[str, Any]] = {}
     try:
         folders = {k: make_folder(root / f"images-{k}", k * n, side) for k in (1, 4)}
-        for cache in ("disk", "memory"):
-            for k in (1, 4):
-                got[f"{cache}-{k}"] = call(
-                    f"{__name__}:search_worker",
-                    {"data": str(folders[k]), "side": side, "cache": cache, "epochs": epochs},
-                    folder=root / f"{cache}-{k}", env=env, in_process=smoke)
+        # the N pair twice, interleaved, so a burst of load hits both paths alike
+        order = [("disk", 1, ""), ("memory", 1, ""), ("memory", 1, "b"), ("disk", 1, "b"),
+                 ("disk", 4, ""), ("memory", 4, "")]
+        for cache, k, again in order[:4] if smoke else order:
+            got[f"{cache}-{k}{again}"] = call(
+                f"{__name__}:search_worker",
+                {"data": str(folders[k]), "side": side, "cache": cache, "epochs": epochs},
+                folder=root / f"{cache}-{k}{again}", env=env, in_process=smoke)
+        if smoke:
+            got["disk-4"], got["memory-4"] = got["disk-1b"], got["memory-1b"]
         got["anchor"] = call(f"{__name__}:anchor_worker", {"data": str(folders[4]), "side": side},
                              folder=root / "anchor", env=env, in_process=smoke)
     finally:
@@ -139,7 +151,13 @@ def run(size: str) -> list[Row]:
     caveat = " (smoke: in-process, figures meaningless)" if smoke else ""
     mib = {k: v["peak"] / 1024 for k, v in got.items()}
     growth = mib["disk-4"] / mib["disk-1"]
-    speed = got["disk-1"]["images_per_s"] / got["memory-1"]["images_per_s"]
+
+    def best(cache: str) -> float:
+        return max(got[f"{cache}-1"]["images_per_s"], got[f"{cache}-1b"]["images_per_s"])
+
+    speed = best("disk") / best("memory")
+    runs = {k: round(got[k]["images_per_s"])
+            for k in ("disk-1", "memory-1", "memory-1b", "disk-1b")}
     what = f"N={n}, {side}x{side} RGB JPEGs, 1 trial x {epochs} epochs, tiny CNN"
     return [
         Row(NAME, "stream peak RSS at 4N", mib["disk-4"], "MiB", mib["disk-1"],
@@ -147,12 +165,11 @@ def run(size: str) -> list[Row]:
             f"{what}; in-memory path: {mib['memory-1']:.0f} MiB at N, {mib['memory-4']:.0f} MiB "
             f"at 4N; keras image_dataset_from_directory alone over 4N: {mib['anchor']:.0f} MiB"
             f"{caveat}"),
-        Row(NAME, "stream images/s at N", got["disk-1"]["images_per_s"], "img/s",
-            got["memory-1"]["images_per_s"], "in-memory images/s at N",
-            f">= {SPEED_GOAL}x", speed >= SPEED_GOAL,
-            f"training images per second of the epochs after the first; at 4N: stream "
-            f"{got['disk-4']['images_per_s']:.0f}, memory {got['memory-4']['images_per_s']:.0f}"
-            f"{caveat}"),
+        Row(NAME, "stream images/s at N", best("disk"), "img/s", best("memory"),
+            "in-memory images/s at N", f">= {SPEED_GOAL}x", speed >= SPEED_GOAL,
+            f"training images over the median epoch after the first, the faster of 2 runs "
+            f"each (in order {runs}); at 4N: stream {got['disk-4']['images_per_s']:.0f}, memory "
+            f"{got['memory-4']['images_per_s']:.0f}{caveat}"),
         Row(NAME, "anchor peak RSS at 4N", mib["anchor"], "MiB", None, "", "", None,
             f"keras image_dataset_from_directory, one pass, no model{caveat}"),
     ]

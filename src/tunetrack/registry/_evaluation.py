@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tunetrack.data import Dataset
 
 CONFUSION_PLOT = "plots/test_confusion_matrix.png"
+TEST_CHUNK = 1024  # images of a streamed test split in memory at once (data.cache: disk, none)
 CLASSIC_DIR = "classic"  # beside a classic trial's network (search/classic_trial.py)
 PER_CLASS_TABLE = "test_per_class.csv"
 
@@ -100,6 +101,18 @@ def per_class_table(evaluation: Evaluation) -> str:
     return "\n".join(rows) + "\n"
 
 
+def probabilities(classifier: Classifier, images: Any, chunk: int = TEST_CHUNK) -> np.ndarray:
+    """``classifier.probabilities(images)``; a split streamed from disk (``data.cache: disk |
+    none``) is read ``chunk`` images at a time instead of whole, so judging a folder larger than
+    memory needs no more memory than training on it."""
+    from tunetrack.data import is_streamed
+
+    if not is_streamed(images):
+        return classifier.probabilities(images)
+    parts = [classifier.probabilities(images[i:i + chunk]) for i in range(0, len(images), chunk)]
+    return np.concatenate(parts) if parts else classifier.probabilities(images[0:0])
+
+
 def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
     """Accuracy, cross-entropy, per-class precision/recall and confusion on the test split."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -107,7 +120,7 @@ def evaluate(classifier: Classifier, dataset: Dataset) -> Scores:
     if list(classifier.prep.class_names) != list(dataset.class_names):
         raise TrackingError(f"the model's classes {classifier.prep.class_names} differ from the "
                             f"data's {dataset.class_names}")
-    probs = classifier.probabilities(dataset.x_test)
+    probs = probabilities(classifier, dataset.x_test)
     y = dataset.y_test
     pred = probs.argmax(axis=1)
     labels = list(range(len(dataset.class_names)))
@@ -156,4 +169,4 @@ def judge(mlclient: MlflowClient, run: Run, dataset: Dataset, metric_key: str
 
 
 __all__ = ["CONFUSION_PLOT", "PER_CLASS_TABLE", "Evaluation", "Scores", "confusion_figure",
-           "evaluate", "judge", "per_class_table"]
+           "evaluate", "judge", "per_class_table", "probabilities"]
