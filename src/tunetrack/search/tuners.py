@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tunetrack.search import _keras_tuner as kt_internal
-from tunetrack.search import live
+from tunetrack.search import live, release
 from tunetrack.search.progress import Reporter
 from tunetrack.search.records import REJECTED_METRIC
 from tunetrack.search.signals import check_interrupted
@@ -205,7 +205,7 @@ def build_tuner(host: TrialHost, directory: str, *, overwrite: bool = True) -> A
                                       lambda: super(TunetrackTuner, self).run_trial(
                                           trial, *args, **kwargs))
             finally:
-                kt_internal.release_trial_graphs(before)
+                release.release_trial(before)  # TF gradient registry, jax caches, C heap
 
         def pre_create_trial(self) -> None:
             check_interrupted()
