@@ -1,12 +1,13 @@
 """Per-epoch metrics in MLflow as each epoch ends, and the search's curves read back for pruning.
 
-:class:`LiveLog` writes each epoch's metrics (``names.curve_name``: ``accuracy/val``...) from a
-background thread, so the MLflow UI draws a trial's curves while it trains and a kill mid-trial
-keeps the epochs already done. Our own thread rather than ``log_batch(synchronous=False)``:
-it retries while SQLite is locked (``retry_locked``: several workers share one store) and
-coalesces the queued epochs of a run into one ``log_batch``. :func:`flush` waits for it; the
-trial's end, the search's end (also by SIGINT/SIGTERM, see ``session.py``) and interpreter exit
-call it.
+:func:`log_epoch` queues each epoch's metrics (``names.curve_name``: ``accuracy/val``...) on
+the process's background writer (:mod:`tunetrack.tracking.writer`), so the MLflow UI draws a
+trial's curves while it trains and a kill mid-trial keeps the epochs already done. Our own
+thread rather than ``log_batch(synchronous=False)``: it retries while SQLite is locked
+(``retry_locked``: several workers share one store) and coalesces what queued meanwhile (the
+epochs, the trial's params and end-of-trial tags and scores) into one ``log_batch`` per run.
+:func:`flush` waits for it; the trial's end, the search's end (also by SIGINT/SIGTERM, see
+``session.py``), the end of every run (``SearchTracker.end_run``) and interpreter exit call it.
 
 :class:`PeerCurves` reads the objective curves of a search's other trials from the same store:
 what the pruning rules (:mod:`tunetrack.search.pruning`) compare a trial with. Because every
@@ -16,70 +17,20 @@ trials without any state kept by the oracle. A finished trial's curve is read on
 
 from __future__ import annotations
 
-import atexit
-import logging
-import queue
-import threading
 import time
 from typing import Any
 
 from tunetrack import names
 from tunetrack.search import pruning
-
-_log = logging.getLogger("tunetrack")
-_BATCH = 900  # MLflow's log_batch takes at most 1000 metrics
+from tunetrack.tracking.writer import WRITER, Writer
 
 
-class LiveLog:
-    """A queue of ``(client, run_id, metrics)`` written to MLflow by one daemon thread."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Any, str, list[Any]]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.errors: list[str] = []
-
-    def submit(self, client: Any, run_id: str, metrics: list[Any]) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="tunetrack-live",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((client, run_id, metrics))
-
-    def _work(self) -> None:
-        from tunetrack.tracking.store import retry_locked
-
-        while True:
-            items = [self._queue.get()]
-            while True:  # what queued meanwhile goes in the same batch, per run
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            by_run: dict[tuple[int, str], tuple[Any, list[Any]]] = {}
-            for client, run_id, metrics in items:
-                by_run.setdefault((id(client), run_id), (client, []))[1].extend(metrics)
-            for (_, run_id), (client, metrics) in by_run.items():
-                for start in range(0, len(metrics), _BATCH):
-                    try:
-                        retry_locked(client.log_batch, run_id,
-                                     metrics=metrics[start:start + _BATCH])
-                    except Exception as exc:  # noqa: BLE001 - a lost epoch is a warning
-                        self.errors.append(f"{type(exc).__name__}: {exc}")
-            for _ in items:
-                self._queue.task_done()
-
-    def flush(self) -> None:
-        """Wait until everything submitted is written; warn about what could not be."""
-        if self._thread is not None:
-            self._queue.join()
-        errors, self.errors = self.errors, []
-        for error in errors[:3]:
-            _log.warning("per-epoch metrics not saved: %s", error)
+class LiveLog(Writer):
+    """A queue of ``(client, run_id, metrics)`` written to MLflow by one daemon thread (the
+    process's one is ``tracking.writer.WRITER``, shared with the trial runs' own writes)."""
 
 
-_LIVE = LiveLog()
+_LIVE = WRITER
 
 
 def log_epoch(client: Any, run_id: str, epoch: int, logs: dict[str, Any]) -> None:
@@ -95,11 +46,9 @@ def log_epoch(client: Any, run_id: str, epoch: int, logs: dict[str, Any]) -> Non
 
 
 def flush() -> None:
-    """Every queued epoch written (called at a trial's and a search's end)."""
+    """Every queued epoch written (called at a trial's and a search's end; the writer also
+    flushes at interpreter exit)."""
     _LIVE.flush()
-
-
-atexit.register(flush)
 
 
 class PeerCurves:

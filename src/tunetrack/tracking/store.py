@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from tunetrack import names
 from tunetrack.errors import TrackingError, causes
+from tunetrack.tracking.writer import WRITER, Writer
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -236,6 +237,20 @@ def write(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise mapped from None
 
 
+def terminate(mlclient: MlflowClient, run_id: str, status: str) -> None:
+    """End a run with one request. ``MlflowClient.set_terminated`` also reads the run back from
+    a tracking server to print a "View run" link (a second request per run, and a line per
+    trial on a worker's console); the store's own ``update_run_info`` is what it then calls."""
+    from mlflow.entities import RunStatus as MlflowStatus
+
+    store = getattr(getattr(mlclient, "_tracking_client", None), "store", None)
+    if store is None or not hasattr(store, "update_run_info"):
+        retry_locked(mlclient.set_terminated, run_id, status=str(status))
+        return
+    retry_locked(store.update_run_info, run_id, run_status=MlflowStatus.from_string(str(status)),
+                 end_time=int(time.time() * 1000), run_name=None)
+
+
 def _stringify(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -245,10 +260,11 @@ def _stringify(value: Any) -> str:
 
 
 class RunLogger:
-    """Collects params, tags and metrics for one run and writes them in as few calls as possible."""
+    """Collects params, tags and metrics for one run and writes them in as few calls as possible:
+    at once, or queued on ``writer`` (a trial run's: see :mod:`tunetrack.tracking.writer`)."""
 
-    def __init__(self, mlclient: MlflowClient, run_id: str) -> None:
-        self.client, self.run_id = mlclient, run_id
+    def __init__(self, mlclient: MlflowClient, run_id: str, writer: Writer | None = None) -> None:
+        self.client, self.run_id, self.writer = mlclient, run_id, writer
         self._params: dict[str, str] = {}
         self._tags: dict[str, str] = {}
         self._metrics: list[tuple[str, float, int]] = []
@@ -282,11 +298,16 @@ class RunLogger:
         if not (self._params or self._tags or self._metrics):
             return
         now = int(time.time() * 1000)
-        retry_locked(
-            self.client.log_batch, self.run_id,
-            metrics=[Metric(k, v, now, s) for k, v, s in self._metrics],
-            params=[Param(k, v) for k, v in self._params.items()],
-            tags=[RunTag(k, v) for k, v in self._tags.items()])
+        metrics = [Metric(k, v, now, s) for k, v, s in self._metrics]
+        if self.writer is not None:  # a trial run: written in the background, before it ends
+            self.writer.submit(self.client, self.run_id, metrics, params=self._params,
+                               tags=self._tags, what=f"params, tags or scores of run "
+                                                     f"{self.run_id}")
+        else:
+            retry_locked(
+                self.client.log_batch, self.run_id, metrics=metrics,
+                params=[Param(k, v) for k, v in self._params.items()],
+                tags=[RunTag(k, v) for k, v in self._tags.items()])
         self._params, self._tags, self._metrics = {}, {}, []
 
 
@@ -298,6 +319,8 @@ class SearchTracker:
         self.experiment_name = experiment
         self.experiment_id = get_or_create_experiment(self.client, experiment)
         self.parent_run_id: str | None = None
+        self.writer = WRITER
+        self.artifact_uris: dict[str, str] = {}  # a trial run's, as create_run answered
 
     def start_search(self, run_name: str, tags: Mapping[str, Any]) -> RunLogger:
         run = write(
@@ -313,10 +336,14 @@ class SearchTracker:
             tags={names.TAG_PARENT: self.parent_run_id, names.TAG_ROLE: names.ROLE_TRIAL,
                   names.TAG_TRIAL_ID: trial_id,
                   **{k: _stringify(v) for k, v in tags.items() if v is not None}})
-        return RunLogger(self.client, run.info.run_id)
+        self.artifact_uris[run.info.run_id] = run.info.artifact_uri
+        return RunLogger(self.client, run.info.run_id, self.writer)
 
     def end_run(self, run_id: str, status: str = names.RunStatus.FINISHED) -> None:
-        retry_locked(self.client.set_terminated, run_id, status=status)
+        """What the writer holds is written first; then the run ends (one request)."""
+        self.writer.flush()
+        self.artifact_uris.pop(run_id, None)
+        terminate(self.client, run_id, status)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
