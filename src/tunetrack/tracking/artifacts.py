@@ -9,17 +9,25 @@ run URI to the run's logged model of that name). It is made with the client call
 instead of ~8.5 s of requirement inference) and not reloaded to validate its input example. The
 folder is created before ``save_model`` is called, which works around MLflow 3.17 writing
 ``input_example.json`` before it creates the model folder (``FileNotFoundError`` otherwise).
+
+A trial's model folder is saved on the training thread (it needs the model), then uploaded on
+a background thread while the next trial trains (:class:`BackgroundUploads`): the LoggedModel
+is created there and its id written into the folder's ``MLmodel``, as ``log_model`` would have
+written it up front.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -44,42 +52,80 @@ def model_requirements() -> list[str]:
 def log_keras_model(client: Any, run_id: str, model: Any, example: np.ndarray,
                     name: str = "model", *, scores: dict[str, float] | None = None,
                     params: dict[str, Any] | None = None,
-                    extras: dict[str, Callable[[str], Any]] | None = None) -> str:
+                    extras: dict[str, Callable[[str], Any]] | None = None,
+                    experiment_id: str | None = None) -> str:
     """Log ``model`` as the run's Keras-flavor LoggedModel ``name`` (signature, input example);
     ``extras`` writes folders beside it (``classic/``: ``extras["classic"](folder)``);
     ``scores`` are logged to the run and to the model at step 0. Returns the model id."""
+    with tempfile.TemporaryDirectory(prefix="tunetrack-model-") as tmp:
+        path = save_keras_model(model, example, os.path.join(tmp, name), extras=extras)
+        if experiment_id is None:
+            experiment_id = client.get_run(run_id).info.experiment_id
+        return upload_keras_model(client, experiment_id, run_id, path, name, scores=scores,
+                                  params=params)
+
+
+def save_keras_model(model: Any, example: np.ndarray, path: str, *,
+                     extras: dict[str, Callable[[str], Any]] | None = None,
+                     output: np.ndarray | None = None) -> str:
+    """The MLflow model folder of ``model`` at ``path``, written here and now (what needs the
+    model itself: the signature, the saved weights); :func:`upload_keras_model` makes it a
+    LoggedModel later, from any thread. ``output``: the model's output for ``example[:2]``,
+    when the caller has it."""
     import mlflow.keras
+    from mlflow.models import infer_signature
+
+    example = np.asarray(example[:2], dtype="float32")
+    if output is None:
+        output = keras_ops_numpy(model(example, training=False))  # eager call: no retracing
+    signature = infer_signature(example, output)
+    os.makedirs(path)
+    mlflow.keras.save_model(model, path, signature=signature, input_example=example,
+                            pip_requirements=model_requirements())
+    for folder, write in (extras or {}).items():
+        write(os.path.join(path, folder))
+    return path
+
+
+def upload_keras_model(client: Any, experiment_id: str, run_id: str, path: str,
+                       name: str = "model", *, scores: dict[str, float] | None = None,
+                       params: dict[str, Any] | None = None, stamp: int | None = None) -> str:
+    """The LoggedModel ``name`` of the run, from the folder :func:`save_keras_model` wrote:
+    created, its ``MLmodel`` given the model's id and location (as ``mlflow.keras.log_model``
+    writes them), uploaded, READY. ``scores`` go to the run and the model at step 0, stamped
+    ``stamp`` (the run may hold them already, from the same stamp: MLflow keeps one copy)."""
     from mlflow.entities import LoggedModelOutput, Metric
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
 
     from tunetrack.tracking.store import retry_locked
 
-    example = np.asarray(example[:2], dtype="float32")
-    output = keras_ops_numpy(model(example, training=False))  # eager call: no retracing
-    signature = infer_signature(example, output)
-    experiment_id = client.get_run(run_id).info.experiment_id
     logged = retry_locked(client.create_logged_model, experiment_id, name=name,
                           source_run_id=run_id,
                           params={k: str(v) for k, v in (params or {}).items()},
                           tags={"mlflow.modelFlavor": "keras"})
     retry_locked(client.log_outputs, run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    now = int(time.time() * 1000)
     if scores:
+        now = stamp or int(time.time() * 1000)
         retry_locked(client.log_batch, run_id, metrics=[
             Metric(k, float(v), now, 0, model_id=logged.model_id, run_id=run_id)
             for k, v in scores.items()])
-    with tempfile.TemporaryDirectory(prefix="tunetrack-model-") as tmp:
-        path = os.path.join(tmp, name)
-        os.makedirs(path)
-        described = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
-                          run_id=run_id, model_id=logged.model_id)
-        mlflow.keras.save_model(model, path, mlflow_model=described, signature=signature,
-                                input_example=example, pip_requirements=model_requirements())
-        for folder, write in (extras or {}).items():
-            write(os.path.join(path, folder))
-        retry_locked(client.log_model_artifacts, logged.model_id, path)
+    described = Model.load(os.path.join(path, "MLmodel"))
+    described.artifact_path, described.run_id = logged.artifact_location, run_id
+    described.model_uuid = described.model_id = logged.model_id
+    described.save(os.path.join(path, "MLmodel"))
+    retry_locked(_repository(client, logged.artifact_location).log_artifacts, path)
     retry_locked(client.finalize_logged_model, logged.model_id, "READY")
     return str(logged.model_id)
+
+
+def _repository(client: Any, artifact_uri: str) -> Any:
+    """The artifact repository at ``artifact_uri`` (as MlflowClient resolves a run's or a
+    model's, minus reading the run or model back from the store to learn where it is)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+    uri = add_databricks_profile_info_to_artifact_uri(artifact_uri, client.tracking_uri)
+    return get_artifact_repository(uri, tracking_uri=client.tracking_uri)
 
 
 def keras_ops_numpy(tensor: Any) -> np.ndarray:
@@ -89,19 +135,28 @@ def keras_ops_numpy(tensor: Any) -> np.ndarray:
 
 
 class BackgroundUploads:
-    """One thread that draws and uploads a trial's figures while the next trial trains.
+    """One thread that uploads a trial's model and draws and uploads its figures while the next
+    trial trains.
 
-    Drawing and saving two PNGs is ~0.3-0.5 s of a trial's fixed cost; the training that
-    follows leaves a core idle for it. A trial's run is FINISHED before its figures land, so
-    :meth:`drain` is called before a search returns; a failed upload is kept in ``errors`` (a
-    missing picture must not fail a search), and a process killed with ``kill -9`` loses at most
-    the figures of its last trial.
+    A trial's MLflow round trips (the LoggedModel: create, link, scores, ~8 files, READY; the
+    run's files and figures: ~5 more) and the figures' drawing (~0.3-0.9 s) would otherwise be
+    paid between one trial and the next. The run is FINISHED, with its params, curves and
+    scores, before its files land; :meth:`drain` waits for them and is called before a search
+    or worker returns, on SIGINT/SIGTERM (the search's and the worker's ``finally``) and at
+    interpreter exit. A failed upload is kept in ``errors`` (a missing file must not fail a
+    search); a process killed with ``kill -9`` loses at most the files of the trials still
+    queued, the last one or two. At most ``LIMIT`` jobs wait: a store slower than the trials
+    holds the training thread back rather than filling the disk with models to upload.
     """
 
+    LIMIT = 2
+
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue(
+            self.LIMIT)
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        _OPEN.add(self)
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         if self._thread is None:
@@ -126,6 +181,19 @@ class BackgroundUploads:
             self._thread = None
         errors, self.errors = self.errors, []
         return errors
+
+
+_OPEN: weakref.WeakSet[BackgroundUploads] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """No upload is lost to a process that ends without draining (an uncaught error)."""
+    import logging
+
+    for uploads in list(_OPEN):
+        for error in uploads.drain():
+            logging.getLogger("tunetrack").warning("a trial file was not saved: %s", error)
 
 
 def warm_up() -> None:
@@ -157,40 +225,92 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               model_extras: dict[str, Callable[[str], Any]] | None = None) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots.
 
-    What needs the model (saving it, the validation predictions) happens now; the figures are
-    drawn and uploaded on ``uploads``' thread when one is given.
+    What needs the model happens now: the MLflow model folder is saved to a temporary folder,
+    the validation predictions made, and ``scores`` queued on the run (``tracker.writer``:
+    written before the run ends). The rest, on ``uploads``' thread when one is given: the
+    LoggedModel (created, uploaded, the same scores linked to it), the run's files and figures.
     """
     import logging
 
     # Each trial's new model retraces predict(); TensorFlow warns about that from trial 6 on.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     client = tracker.client
-    client.log_text(run_id, plan.table(), "architecture.txt")
-    client.log_dict(run_id, plan.to_dict(), "architecture.json")
-    client.log_dict(run_id, preprocessing, "preprocessing.json")
-    log_keras_model(client, run_id, model, x_val, scores=scores, params=model_params,
-                    extras=model_extras)
-    probabilities = np.concatenate([keras_ops_numpy(model(x_val[i:i + 256], training=False))
-                             for i in range(0, len(x_val), 256)])  # eager: no predict() trace;
-    # 256 at a time: a split streamed from disk (data.cache) is read one chunk at a time
-    args = (client, run_id, {k: list(v) for k, v in history.history.items()},
+    stamp = int(time.time() * 1000)
+    writer = getattr(tracker, "writer", None)
+    if scores and writer is not None:  # on the run before it ends: what resume reads back
+        from mlflow.entities import Metric
+
+        writer.submit(client, run_id, [Metric(k, float(v), stamp, 0) for k, v in scores.items()],
+                      what=f"scores of run {run_id}")
+        writer.hurry()  # with the run's end tags, in one request, while the model is saved
+    folder = tempfile.mkdtemp(prefix="tunetrack-trial-")
+    try:
+        probabilities = np.concatenate([
+            keras_ops_numpy(model(x_val[i:i + 256], training=False))  # eager: no predict()
+            for i in range(0, len(x_val), 256)])  # 256 at a time: a split streamed from disk
+        model_dir = save_keras_model(model, x_val, os.path.join(folder, "model"),
+                                     extras=model_extras, output=probabilities[:2])
+        files = os.path.join(folder, "run")
+        os.makedirs(os.path.join(files, "plots"))
+        _write(files, "architecture.txt", plan.table())
+        _write(files, "architecture.json", json.dumps(plan.to_dict(), indent=2, default=str))
+        _write(files, "preprocessing.json", json.dumps(preprocessing, indent=2, default=str))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    uris = getattr(tracker, "artifact_uris", {})
+    job = (_upload_trial, client, tracker.experiment_id, run_id, uris.get(run_id), folder,
+           model_dir, {"scores": scores, "params": model_params, "stamp": stamp},
+           ({k: list(v) for k, v in history.history.items()},
             [int(e) + 1 for e in history.epoch], np.asarray(y_val), probabilities.argmax(axis=1),
-            list(preprocessing["class_names"]))
+            list(preprocessing["class_names"])))
     if uploads is None:
-        _trial_figures(*args)
+        job[0](*job[1:])
     else:
-        uploads.submit(_trial_figures, *args)
+        uploads.submit(*job)
 
 
-def _trial_figures(client: Any, run_id: str, history: dict[str, list[float]],
-                   epochs: list[int], y_val: np.ndarray, predicted: np.ndarray,
-                   class_names: list[str]) -> None:
+def _write(folder: str, name: str, text: str) -> None:
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _upload_trial(client: Any, experiment_id: str, run_id: str, artifact_uri: str | None,
+                  folder: str, model_dir: str, model: dict[str, Any],
+                  figures: tuple[Any, ...]) -> None:
+    """A trial's LoggedModel, then its files and figures (both tried; the first error raised)."""
+    from tunetrack.tracking.store import retry_locked
+
+    errors: list[BaseException] = []
+    try:
+        try:
+            upload_keras_model(client, experiment_id, run_id, model_dir, **model)
+        except Exception as exc:  # noqa: BLE001 - the files and figures are still worth saving
+            errors.append(exc)
+        files = os.path.join(folder, "run")
+        try:
+            _trial_figures(files, *figures)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        if artifact_uri is None:
+            retry_locked(client.log_artifacts, run_id, files)
+        else:
+            retry_locked(_repository(client, artifact_uri).log_artifacts, files)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if errors:
+        raise errors[0]
+
+
+def _trial_figures(folder: str, history: dict[str, list[float]], epochs: list[int],
+                   y_val: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> None:
+    """``plots/learning_curve.png`` and ``plots/confusion_matrix.png`` (as ``log_figure``)."""
     from tunetrack.tracking import plots
 
-    _log_figure(client, run_id, plots.learning_curve(history, epochs),
-                "plots/learning_curve.png")
-    _log_figure(client, run_id, plots.confusion_matrix(y_val, predicted, class_names),
-                "plots/confusion_matrix.png")
+    plots.learning_curve(history, epochs).savefig(
+        os.path.join(folder, "plots", "learning_curve.png"))
+    plots.confusion_matrix(y_val, predicted, class_names).savefig(
+        os.path.join(folder, "plots", "confusion_matrix.png"))
 
 
 def log_search(tracker: Any, run_id: str, result: Any) -> None:
