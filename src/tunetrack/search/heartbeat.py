@@ -158,12 +158,29 @@ def chief_gone(error: BaseException) -> bool:
         getattr(error, "code", lambda: None)() == grpc.StatusCode.UNAVAILABLE
 
 
-def mark_retry(tracker: Any, trial_id: str, tags: dict[str, Any]) -> dict[str, Any]:
-    """``tags`` plus ``tunetrack.retry_of`` when an earlier attempt of this trial was KILLED."""
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        f"tags.`{names.TAG_PARENT}` = '{tracker.parent_run_id}' and "
-        f"tags.`{names.TAG_TRIAL_ID}` = '{trial_id}' and "
-        f"attributes.status = '{RunStatus.KILLED.value}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    return {**tags, names.TAG_RETRY_OF: runs[0].info.run_id} if runs else tags
+def tag_retries(tracker: Any, parent_id: str) -> int:
+    """Tag each retried trial's new run ``tunetrack.retry_of=<the KILLED attempt before it>``;
+    returns how many were tagged.
+
+    The chief calls it once its trials are done: one read of the search's runs, instead of one
+    per trial on the workers (a requeued trial looks like any other to the worker that gets
+    it). A lost worker's run is marked KILLED before its trial is handed out again, and a
+    resumed search's stale runs before it starts, so "the latest KILLED run of the same trial
+    that started before this one" is the attempt it retries."""
+    from tunetrack.search.resume import children
+    from tunetrack.tracking.store import retry_locked
+
+    killed: dict[str, str] = {}  # trial id -> its latest KILLED run so far
+    tagged = 0
+    for run in sorted(children(tracker.client, tracker.experiment_id, parent_id),
+                      key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+        trial_id = run.data.tags.get(names.TAG_TRIAL_ID)
+        if trial_id is None:
+            continue
+        if trial_id in killed and names.TAG_RETRY_OF not in run.data.tags:
+            retry_locked(tracker.client.set_tag, run.info.run_id, names.TAG_RETRY_OF,
+                         killed[trial_id])
+            tagged += 1
+        if run.info.status == RunStatus.KILLED.value:
+            killed[trial_id] = run.info.run_id
+    return tagged

@@ -123,7 +123,6 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
         tuner = session.build_tuner()
         oracle = tuner.oracle
         oracle.verbose = 0
-        kt_internal.atomic_saves(oracle)  # a chief killed mid-save can still be resumed
         tuner.save()
         liveness = heartbeat.Liveness()
         server, servicer, port = kt_internal.serve_oracle(
@@ -158,6 +157,7 @@ def run_parallel(pipeline: Pipeline, *, workers: int, reporter: Reporter | None 
                 raise aborted(pipeline, None) from exc
             if procs and all(rc != 0 for rc in ended.values()):
                 session.fail(f"every worker failed (exit statuses {ended})")
+            heartbeat.tag_retries(session.tracker, session.run_id)  # requeued or resumed
         finally:
             _stop_workers(procs)
             server.stop(grace=1)
@@ -310,9 +310,6 @@ def run_worker(pipeline: Pipeline, *, notify: Callable[[str], None] | None = Non
         tracker = SearchTracker(pipeline.experiment)
         parent = os.environ.get(PARENT_ENV) or _find_parent(tracker, pipeline)
         tracker.parent_run_id = parent
-        start_trial = tracker.start_trial
-        tracker.start_trial = lambda trial_id, run_name, tags: start_trial(  # type: ignore[method-assign]
-            trial_id, run_name, heartbeat.mark_retry(tracker, trial_id, dict(tags)))
         recorded = resume.recorded_trials(tracker, parent, pipeline.objective)
         runner = TrialRunner(pipeline, space, dataset, tracker, WorkerReporter(tuner_id),
                              recorded=recorded, worker=tuner_id)
