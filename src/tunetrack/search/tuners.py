@@ -96,9 +96,7 @@ def _hypermodel(host: TrialHost) -> Any:
             if verdict is not None:
                 host.pruned = verdict
                 self.model.stop_training = True
-
-        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            live.flush()
+        # no flush at the fit's end: ending the run writes what the writer holds first
 
     def live_callback() -> Any:
         """The running trial's live logging and pruning; None when nothing is recording (or
