@@ -75,19 +75,11 @@ def _hypermodel(host: TrialHost) -> Any:
             super().__init__()
             self.reporter, self.epochs = reporter, epochs
 
-        # At a batch's start, not its end: a batch-end hook makes Keras wait for every step's
-        # logs on the training thread (no asynchronous dispatch of callbacks).
-        def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             check_interrupted()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.reporter.epoch_ended(epoch=epoch, epochs=self.epochs, logs=dict(logs or {}))
-
-    class AsyncTerminateOnNaN(keras.callbacks.TerminateOnNaN):
-        """Keras's own, declared safe to run off the training thread (``async_safe``): it only
-        sets ``stop_training``, so Keras need not wait for each step's loss to call it."""
-
-        async_safe = True
 
     class LiveEpochs(keras.callbacks.Callback):
         """Each epoch's metrics to MLflow as it ends (search/live.py); then the pruner's say."""
@@ -156,7 +148,7 @@ def _hypermodel(host: TrialHost) -> Any:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor=pipeline.objective, mode=pipeline.direction,
                     patience=pipeline.training.patience, restore_best_weights=True))
-            callbacks.append(AsyncTerminateOnNaN())
+            callbacks.append(keras.callbacks.TerminateOnNaN())
             if (watch := live_callback()) is not None:
                 callbacks.append(watch)
             callbacks.append(EpochReporter(host.reporter, kwargs.get("epochs", 1)))
