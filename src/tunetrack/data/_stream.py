@@ -168,10 +168,10 @@ def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle:
     ``workers > 1`` starts drains its queue with a 0.1 s timeout at every epoch's end, for the
     training and the validation batches alike (measured: 0.76x the in-memory path's images/s
     with 2 workers, 0.91x with one). Under TensorFlow the batches still come ahead of the step,
-    from the ``tf.data`` prefetch Keras puts on a one-worker PyDataset; under jax the step is
-    dispatched asynchronously, so the next batch is read while it runs. Rows decoded from the
-    image files (``data.cache: none``, ~1 ms an image) keep two threads: decoding releases the
-    GIL and costs more than the enqueuer's wait."""
+    from the prefetch Keras's TensorFlow adapter puts on a one-worker PyDataset; under jax the
+    step is dispatched asynchronously, so the next batch is read while it runs. Rows decoded from
+    the image files (``data.cache: none``, ~1 ms an image) keep two threads: decoding releases
+    the GIL and costs more than the enqueuer's wait."""
     import keras
 
     n, size = len(x), max(1, int(batch_size))

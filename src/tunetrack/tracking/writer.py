@@ -4,7 +4,7 @@ Each epoch's curves (``search/live.py``) and a trial's params, tags and scores
 (``store.RunLogger`` of a trial run) are queued here instead of costing the training thread a
 round trip to the store each. The thread takes what queued meanwhile and writes it as one
 ``log_batch`` per run (MLflow's limits: 1000 metrics, 100 params, 100 tags a call), in the
-order it was queued, retried while SQLite is locked (``store.retry_locked``: several workers
+order it was queued, retried while SQLite is locked (``retry.retry_locked``: several workers
 share one store). It writes a round at most every ``INTERVAL`` seconds unless it is hurried
 (:meth:`Writer.hurry`, :meth:`Writer.flush`): curves in the UI lag by a second at most, and a
 trial of six short epochs costs two or three requests, not six. :meth:`Writer.flush` waits
@@ -22,6 +22,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from tunetrack.tracking.retry import retry_locked
 
 _log = logging.getLogger("tunetrack")
 LIMITS = {"metrics": 900, "params": 100, "tags": 100}  # per log_batch call
@@ -102,8 +104,6 @@ class Writer:
                 self._guarded(what, _log_batch, client, run_id, *chunk)
 
     def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
-        from tunetrack.tracking.store import retry_locked
-
         try:
             retry_locked(fn, *args)
         except Exception as exc:  # noqa: BLE001 - a lost write is a warning, see flush()
