@@ -18,11 +18,11 @@ building the model (keras-tuner's ``_try_build``: clear the session, build, comp
   tracking each trial: its run, params, curves, scores, the model and its figures through the
   server) as a fraction of the ideal.
 
-Work moved to background threads (uploads, the tracking writer) still costs CPU on this
-machine; the notes give it per trial, with the server's requests by endpoint and its CPU
-seconds. The anchor is Ray Tune's published figure: 10,000 one-second trials on 16 CPUs took
-715 s against a 625 s floor, 14 % overhead. Goal: ≤ 10 % at 2 workers. The tracking server's
-request rate at that load is counted from its access log.
+Work moved off the training thread (uploads in a child process, the tracking writer) still
+costs CPU on this machine; the notes give it per trial, with the server's requests by endpoint
+and its CPU seconds. The anchor is Ray Tune's published figure: 10,000 one-second trials on
+16 CPUs took 715 s against a 625 s floor, 14 % overhead. Goal: ≤ 10 % at 2 workers. The
+tracking server's request rate at that load is counted from its access log.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def _timed(owner, attr, phase):
         try:
             return fn(*args, **kwargs)
         finally:
-            key = phase if threading.current_thread() is threading.main_thread() else "bg:" + phase
+            # the uploads run in a child process of each worker (tracking/background.py)
+            key = phase if threading.current_thread() is threading.main_thread() \\
+                and phase != "uploads" else "bg:" + phase
             n, s = _T.get(key, (0, 0.0))
             _T[key] = (n + 1, s + time.perf_counter() - t0)
     setattr(owner, attr, timed)
@@ -121,7 +123,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 @atexit.register
 def _dump():
-    if "loop" in _T:  # a worker: the chief trains nothing
+    if "loop" in _T or "bg:uploads" in _T:  # a worker or its uploads child; not the chief
         with open(os.path.join(_DIR, f"{os.getpid()}.json"), "w") as f:
             json.dump(_T, f)
 

@@ -140,9 +140,9 @@ def test_parallel_coordinates_single_trial():
 def test_background_uploads_are_waited_for_and_their_errors_kept():
     import time
 
-    from tunetrack.tracking.artifacts import BackgroundUploads
+    from tunetrack.tracking.background import BackgroundUploads
 
-    uploads, done = BackgroundUploads(), []
+    uploads, done = BackgroundUploads(process=False), []  # on a thread: closures need not pickle
 
     def slow(value):
         time.sleep(0.2)

@@ -58,3 +58,30 @@ def test_entering_clears_an_earlier_interrupt():
     with InterruptHandling():
         check_interrupted()
         assert interrupt_reason() == "interrupted (Ctrl-C)"
+
+
+def test_an_interrupt_swallowed_by_python_is_not_printed_but_still_stops(monkeypatch):
+    """A signal that lands in a finalizer (a TensorFlow or JAX object's ``__del__``) raises
+    where Python cannot propagate it: it prints "Exception ignored in ..." with a traceback.
+    That print is dropped for the interrupt; any other swallowed error is still reported."""
+    import sys
+
+    reported: list = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    class Interrupted:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs inside __del__
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("a real problem")
+
+    with InterruptHandling():
+        Interrupted()  # noqa: B018 - made and collected at once
+        assert signals.INTERRUPTED.is_set()
+        Broken()  # noqa: B018
+        with pytest.raises(KeyboardInterrupt):
+            check_interrupted()
+    assert [type(u.exc_value) for u in reported] == [ValueError]
+    assert sys.unraisablehook == reported.append  # given back

@@ -136,8 +136,11 @@ def search_description(result: SearchResult) -> str:
     return text
 
 
-def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None) -> None:
-    """Summary metrics, best-trial tags, leaderboard and plots; then the parent's final status."""
+def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | None, *,
+                  before_end: Callable[[], None] | None = None) -> None:
+    """Summary metrics, best-trial tags, leaderboard and plots; ``before_end()`` (the trials'
+    uploads draining, which run meanwhile in their own process); then the parent's final
+    status."""
     best = result.best
     log.metrics({names.METRIC_TRIALS_COMPLETED: result.count(TrialStatus.COMPLETED),
                  names.METRIC_TRIALS_REJECTED: result.count(TrialStatus.REJECTED),
@@ -172,5 +175,7 @@ def finish_search(tracker: Any, log: Any, result: SearchResult, failure: str | N
                           stacklevel=2)
     if result.stop_reason:
         log.tags({names.TAG_STOP_REASON: result.stop_reason})
+    if before_end is not None:
+        before_end()
     log.flush()
     tracker.end_run(log.run_id, RunStatus(result.status))

@@ -145,7 +145,6 @@ class SearchSession:
 
     def _record(self) -> None:
         runner, tracker = self.runner, self.tracker
-        runner.finish_uploads()
         live.flush()  # the epochs of the trial in flight are kept, however the search ends
         runner.kill_running(self.failure or "search ended")
         trials = runner.trials
@@ -157,7 +156,9 @@ class SearchSession:
         self.result = SearchResult(self.pipeline, tracker.experiment_id, self.run_id, trials,
                                    runner.elapsed(), self.status, runner.stop_reason,
                                    searched=list(self.space.searched()))
-        parent.finish_search(tracker, self.log, self.result, self.failure)
+        # the search's own figures are drawn while the last trial's files upload
+        parent.finish_search(tracker, self.log, self.result, self.failure,
+                             before_end=runner.finish_uploads)
         if self.status is RunStatus.FINISHED:  # nothing left to resume
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -59,7 +59,7 @@ class TrialRunner:
         self.fit_seed: int | None = None  # a seed repeat's seed (shuffling of streamed data)
         self.repeat_number: int | None = None  # the seed repeat training (from 1)
         self.pruned: Any = None  # the pruning.Verdict that stopped the running trial (tuners.py)
-        self.uploads: Any = None  # artifacts.BackgroundUploads, made by warm_up()
+        self.uploads: Any = None  # background.BackgroundUploads, made by warm_up()
         self._features: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         self.trained = sum(t.status.is_trained() for t in self.trials)
 
@@ -287,12 +287,17 @@ class TrialRunner:
 
     # -- around the trials ---------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Start the uploads thread on the first-use costs of logging (see artifacts.warm_up)."""
+        """Start the uploads child and pay the first-use costs of logging while trial 1 trains
+        (``tracking/background.py``, ``artifacts.warm_up``)."""
         if self.uploads is None:
-            from tunetrack.tracking import artifacts
+            import threading
 
-            self.uploads = artifacts.BackgroundUploads()
-            self.uploads.submit(artifacts.warm_up)
+            from tunetrack.tracking import artifacts, background
+
+            self.uploads = background.BackgroundUploads()
+            self.uploads.submit(background.ready)
+            threading.Thread(target=artifacts.warm_up, name="tunetrack-warm-up",
+                             daemon=True).start()
 
     def finish_uploads(self) -> None:
         """Wait for the figures still being drawn; a failed one is a warning, not a failure."""

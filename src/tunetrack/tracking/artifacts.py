@@ -10,24 +10,19 @@ instead of ~8.5 s of requirement inference) and not reloaded to validate its inp
 folder is created before ``save_model`` is called, which works around MLflow 3.17 writing
 ``input_example.json`` before it creates the model folder (``FileNotFoundError`` otherwise).
 
-A trial's model folder is saved on the training thread (it needs the model), then uploaded on
-a background thread while the next trial trains (:class:`BackgroundUploads`): the LoggedModel
-is created there and its id written into the folder's ``MLmodel``, as ``log_model`` would have
-written it up front.
+A trial's model folder is saved on the training thread (it needs the model), then uploaded
+while the next trial trains, in a child process (``background.BackgroundUploads``): the
+LoggedModel is created there and its id written into the folder's ``MLmodel``, as
+``log_model`` would have written it up front.
 """
 
 from __future__ import annotations
 
-import atexit
-import io
 import json
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -134,101 +129,36 @@ def keras_ops_numpy(tensor: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
-class BackgroundUploads:
-    """One thread that uploads a trial's model and draws and uploads its figures while the next
-    trial trains.
-
-    A trial's MLflow round trips (the LoggedModel: create, link, scores, ~8 files, READY; the
-    run's files and figures: ~5 more) and the figures' drawing (~0.3-0.9 s) would otherwise be
-    paid between one trial and the next. The run is FINISHED, with its params, curves and
-    scores, before its files land; :meth:`drain` waits for them and is called before a search
-    or worker returns, on SIGINT/SIGTERM (the search's and the worker's ``finally``) and at
-    interpreter exit. A failed upload is kept in ``errors`` (a missing file must not fail a
-    search); a process killed with ``kill -9`` loses at most the files of the trials still
-    queued, the last one or two. At most ``LIMIT`` jobs wait: a store slower than the trials
-    holds the training thread back rather than filling the disk with models to upload.
-    """
-
-    LIMIT = 2
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue(
-            self.LIMIT)
-        self._thread: threading.Thread | None = None
-        self.errors: list[str] = []
-        _OPEN.add(self)
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="tunetrack-uploads",
-                                            daemon=True)
-            self._thread.start()
-        self._queue.put((fn, args))
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, args = item
-            try:
-                fn(*args)
-            except Exception as exc:  # noqa: BLE001 - reported by drain(), never fatal
-                self.errors.append(f"{getattr(fn, '__name__', fn)}: {type(exc).__name__}: {exc}")
-
-    def drain(self) -> list[str]:
-        """Wait for every submitted upload; returns (and clears) the errors so far."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        errors, self.errors = self.errors, []
-        return errors
-
-
-_OPEN: weakref.WeakSet[BackgroundUploads] = weakref.WeakSet()
-
-
-@atexit.register
-def _drain_at_exit() -> None:
-    """No upload is lost to a process that ends without draining (an uncaught error)."""
-    import logging
-
-    for uploads in list(_OPEN):
-        for error in uploads.drain():
-            logging.getLogger("tunetrack").warning("a trial file was not saved: %s", error)
-
-
 def warm_up() -> None:
-    """Pay the first-use costs of logging a trial on the uploads thread while trial 1 trains.
+    """Pay the first-use cost of saving a trial's model while trial 1 trains (on a thread).
 
-    The first ``mlflow.keras.save_model`` of a process spends ~1.2 s checking the model's pip
+    The first ``mlflow.keras.save_model`` of a process spends ~0.9 s checking the model's pip
     requirements against the installed packages (it maps every installed distribution to its
-    modules, then caches the map); the first figure loads matplotlib and its fonts. A bare
-    keras-tuner search pays neither, so tunetrack pays them where no one waits.
+    modules, then caches the map). The uploads child pays its own first-use costs
+    (``background``).
     """
     try:
         import mlflow.keras  # noqa: F401
         from mlflow.models import infer_signature  # noqa: F401
         from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
-        from tunetrack.tracking import plots
-
         warn_dependency_requirement_mismatches(model_requirements())
-        figure = plots.learning_curve({"loss": [1.0, 0.5]}, [0, 1])
-        figure.savefig(io.BytesIO(), format="png")
     except Exception:  # noqa: BLE001 - only a head start: the real calls report real errors
         return
 
 
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any],
-              uploads: BackgroundUploads | None = None, scores: dict[str, float] | None = None,
+              uploads: Any = None, scores: dict[str, float] | None = None,
               model_params: dict[str, Any] | None = None,
               model_extras: dict[str, Callable[[str], Any]] | None = None) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots.
 
     What needs the model happens now: the MLflow model folder is saved to a temporary folder,
     the validation predictions made, and ``scores`` queued on the run (``tracker.writer``:
-    written before the run ends). The rest, on ``uploads``' thread when one is given: the
-    LoggedModel (created, uploaded, the same scores linked to it), the run's files and figures.
+    written before the run ends). The rest on ``uploads`` (``background.BackgroundUploads``)
+    when given, else here: the LoggedModel (created, uploaded, the same scores linked to it),
+    the run's files and figures.
     """
     import logging
 
@@ -259,8 +189,8 @@ def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
         shutil.rmtree(folder, ignore_errors=True)
         raise
     uris = getattr(tracker, "artifact_uris", {})
-    job = (_upload_trial, client, tracker.experiment_id, run_id, uris.get(run_id), folder,
-           model_dir, {"scores": scores, "params": model_params, "stamp": stamp},
+    job = (_upload_trial, client.tracking_uri, tracker.experiment_id, run_id, uris.get(run_id),
+           folder, model_dir, {"scores": scores, "params": model_params, "stamp": stamp},
            ({k: list(v) for k, v in history.history.items()},
             [int(e) + 1 for e in history.epoch], np.asarray(y_val), probabilities.argmax(axis=1),
             list(preprocessing["class_names"])))
@@ -275,12 +205,14 @@ def _write(folder: str, name: str, text: str) -> None:
         f.write(text)
 
 
-def _upload_trial(client: Any, experiment_id: str, run_id: str, artifact_uri: str | None,
-                  folder: str, model_dir: str, model: dict[str, Any],
+def _upload_trial(tracking_uri: str, experiment_id: str, run_id: str,
+                  artifact_uri: str | None, folder: str, model_dir: str, model: dict[str, Any],
                   figures: tuple[Any, ...]) -> None:
-    """A trial's LoggedModel, then its files and figures (both tried; the first error raised)."""
+    """A trial's LoggedModel, then its files and figures (both tried; the first error raised).
+    Plain arguments: it runs in the uploads child process."""
     from tunetrack.tracking.store import retry_locked
 
+    client = _client(tracking_uri)
     errors: list[BaseException] = []
     try:
         try:
@@ -300,6 +232,18 @@ def _upload_trial(client: Any, experiment_id: str, run_id: str, artifact_uri: st
         shutil.rmtree(folder, ignore_errors=True)
     if errors:
         raise errors[0]
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def _client(tracking_uri: str) -> Any:
+    """One ``MlflowClient`` per tracking URI in this process (the uploads child's)."""
+    if tracking_uri not in _CLIENTS:
+        from mlflow import MlflowClient
+
+        _CLIENTS[tracking_uri] = MlflowClient(tracking_uri)
+    return _CLIENTS[tracking_uri]
 
 
 def _trial_figures(folder: str, history: dict[str, list[float]], epochs: list[int],
