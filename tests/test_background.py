@@ -44,6 +44,19 @@ def test_a_job_runs_in_the_parents_folder_and_environment(tmp_path: Path, monkey
     assert executor.submit(os.getenv, "MLFLOW_TRACKING_TOKEN").result() is None
 
 
+def test_a_deleted_folder_does_not_break_the_child(tmp_path: Path, monkeypatch):
+    executor = background.uploads_process()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    assert executor.submit(os.getcwd).result(timeout=120) == str(gone)
+    gone.rmdir()  # the parent's folder and the child's, both gone
+    assert executor.submit(background.ready).result(timeout=60) is None
+    monkeypatch.chdir(tmp_path)
+    assert executor.submit(os.getcwd).result(timeout=60) == str(tmp_path)
+    assert executor.alive
+
+
 def test_ctrl_c_to_the_process_group_does_not_stop_the_child(tmp_path: Path):
     executor = background.uploads_process()
     executor.submit(background.ready).result(timeout=120)

@@ -90,13 +90,17 @@ class ChildProcess(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:  # this process's folder was deleted: the child keeps its own
+            cwd = None
         with self._send:
             if self._proc.poll() is not None or self._proc.stdin is None:
                 raise BrokenExecutor("the uploads child process has ended")
             number = next(self._numbers)
             self._futures[number] = future
             try:
-                pickle.dump((number, os.getcwd(), dict(os.environ), fn, args, kwargs),
+                pickle.dump((number, cwd, dict(os.environ), fn, args, kwargs),
                             self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 self._proc.stdin.flush()
             except OSError as exc:  # the child is gone
@@ -173,11 +177,11 @@ def child_main() -> None:
             pass
 
 
-def _as_in_parent(cwd: str, environ: dict[str, str]) -> None:
+def _as_in_parent(cwd: str | None, environ: dict[str, str]) -> None:
     """Run the next job where the parent was when it submitted it: its working folder (relative
     store and artifact paths) and its environment (MLflow's settings and credentials)."""
-    if os.getcwd() != cwd:
-        os.chdir(cwd)
+    if cwd is not None:
+        os.chdir(cwd)  # even where the folder the child was in is gone (a test's, say)
     if os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)
