@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,3 +136,17 @@ def test_at_most_limit_jobs_wait(process: bool):
         uploads.submit(time.sleep, 0.5)
     assert time.perf_counter() - t0 >= 0.45  # the third waited for the first
     assert uploads.drain() == []
+
+
+def test_a_thread_mode_search_ends_its_thread_at_drain():
+    def uploads_threads() -> int:
+        return sum(t.name.startswith("tunetrack-uploads") for t in threading.enumerate())
+
+    before = uploads_threads()
+    uploads = BackgroundUploads(process=False)
+    uploads.submit(background.ready)
+    assert uploads_threads() == before + 1
+    assert uploads.drain() == []
+    assert uploads_threads() == before
+    uploads.submit(background.ready)  # and a later upload starts another
+    assert uploads.drain() == [] and uploads_threads() == before

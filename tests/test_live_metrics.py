@@ -13,6 +13,7 @@ from tunetrack import names
 from tunetrack.search import live
 from tunetrack.search.progress import Reporter
 from tunetrack.space.pipeline import load_pipeline
+from tunetrack.tracking.writer import Writer
 
 from .conftest import write_pipeline
 
@@ -32,7 +33,7 @@ class FakeClient:
 
 def test_epochs_are_written_in_the_background_and_flushed():
     client = FakeClient()
-    log = live.LiveLog()
+    log = Writer()
     for epoch in (1, 2):
         log.submit(client, "r1", _metrics({"loss": 1.0 / epoch, "val_accuracy": 0.5}, epoch))
     log.flush()
@@ -43,7 +44,7 @@ def test_epochs_are_written_in_the_background_and_flushed():
 
 
 def test_a_store_error_is_a_warning_not_a_failure(caplog: pytest.LogCaptureFixture):
-    log = live.LiveLog()
+    log = Writer()
     log.submit(FakeClient(fail=True), "r1", _metrics({"loss": 1.0}, 1))
     with caplog.at_level(logging.WARNING, logger="tunetrack"):
         log.flush()

@@ -22,15 +22,9 @@ from typing import Any
 
 from tunetrack import names
 from tunetrack.search import pruning
-from tunetrack.tracking.writer import WRITER, Writer
+from tunetrack.tracking.writer import WRITER
 
-
-class LiveLog(Writer):
-    """A queue of ``(client, run_id, metrics)`` written to MLflow by one daemon thread (the
-    process's one is ``tracking.writer.WRITER``, shared with the trial runs' own writes)."""
-
-
-_LIVE = WRITER
+_LIVE = WRITER  # the process's one writer, shared with the trial runs' own writes
 
 
 def log_epoch(client: Any, run_id: str, epoch: int, logs: dict[str, Any]) -> None:
@@ -119,4 +113,4 @@ class TrialPruner:
                                finished=finished, others=others)
 
 
-__all__ = ["LiveLog", "PeerCurves", "TrialPruner", "flush", "log_epoch"]
+__all__ = ["PeerCurves", "TrialPruner", "flush", "log_epoch"]

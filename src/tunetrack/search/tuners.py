@@ -32,6 +32,7 @@ class TrialHost(Protocol):
     running: Any  # (TrialRecord, run id) of the trial being trained
     pruned: Any  # the pruning.Verdict that stopped the running trial, else None
     batch_size_override: int | None  # set by the out-of-memory retry (search/oom.py)
+    repeat_number: int | None  # the seed repeat being trained, from 1 (search/repeats.py)
 
     def candidate(self, hp: Any) -> dict[str, Any]: ...
 
@@ -109,7 +110,7 @@ def _hypermodel(host: TrialHost) -> Any:
         cfg, pipeline = host.pipeline.tuner.pruning, host.pipeline
         pruner = None
         # with seed repeats the first repeat is the probe: the others train in full
-        if cfg.kind != "none" and (getattr(host, "repeat_number", None) or 1) == 1:
+        if cfg.kind != "none" and (host.repeat_number or 1) == 1:
             peers = getattr(host, "_peers", None)
             if peers is None:
                 peers = host._peers = live.PeerCurves(  # type: ignore[attr-defined]
@@ -132,7 +133,9 @@ def _hypermodel(host: TrialHost) -> Any:
                 model = models.build_model(host.family, candidate, shape, host.num_classes)
             compiled = models.compile_kwargs(host.family, candidate, host.num_classes)
             model.compile(**compiled, **models.compile_options(training.jit_compile))
-            host.macro_f1 = compiled["metrics"][-1]  # MacroF1: search/imbalance.py reads it
+            # the MacroF1 (search/imbalance.py reads it); None where the family compiles none
+            host.macro_f1 = next((m for m in compiled["metrics"]
+                                  if type(m).__name__ == "MacroF1"), None)
             return model
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:

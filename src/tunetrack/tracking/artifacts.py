@@ -25,11 +25,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunetrack.tracking.versioning import package_versions
+
+if TYPE_CHECKING:
+    from tunetrack.tracking.background import BackgroundUploads
 
 
 def model_requirements() -> list[str]:
@@ -149,7 +152,7 @@ def warm_up() -> None:
 
 def log_trial(tracker: Any, run_id: str, *, model: Any, plan: Any, history: Any,
               x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict[str, Any],
-              uploads: Any = None, scores: dict[str, float] | None = None,
+              uploads: BackgroundUploads | None = None, scores: dict[str, float] | None = None,
               model_params: dict[str, Any] | None = None,
               model_extras: dict[str, Callable[[str], Any]] | None = None) -> None:
     """The artifacts of one trained trial: model, architecture, preprocessing, plots.

@@ -253,6 +253,10 @@ class BackgroundUploads:
     def drain(self) -> list[str]:
         """Wait for every submitted upload; returns (and clears) the errors so far."""
         self._wait(1)
+        executor = self._executor
+        if isinstance(executor, ThreadPoolExecutor) and _shared.get("process") is not executor:
+            executor.shutdown(wait=True)  # this search's own thread ends with its uploads
+            self._executor = None  # a later submit starts another
         errors, self.errors = self.errors, []
         return errors
 
