@@ -53,25 +53,37 @@ def test_streamed_equals_memory(folder: Path, tmp_path: Path, cache: str):
 def test_batches_feed_fit_and_reshuffle(folder: Path, tmp_path: Path):
     ds = load_dataset(_cfg(folder, tmp_path, "disk"))
     kwargs, val = fit_data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, 5, seed=3)
-    batches = kwargs["x"]
-    assert set(kwargs) == {"x"} and len(batches) == -(-len(ds.y_train) // 5)
+    batches, per_epoch = kwargs["x"], -(-len(ds.y_train) // 5)
+    # endless, read per_epoch batches an epoch: Keras keeps one iterator for the whole fit
+    assert kwargs == {"x": batches, "steps_per_epoch": per_epoch}
+    assert batches.num_batches is None and batches.per_epoch == per_epoch
+    assert val.num_batches == val.per_epoch == -(-len(ds.y_val) // 5)  # validation: finite
     xb, yb = batches[0]
     assert xb.dtype == np.float32 and xb.shape[1:] == (16, 16, 3) and len(xb) == len(yb) == 5
     mem = load_dataset(_cfg(folder, tmp_path, "memory"))
-    seen = np.concatenate([batches[i][1] for i in range(len(batches))])
+
+    def epoch(k: int) -> list[list[int]]:
+        return [batches[k * per_epoch + i][1].tolist() for i in range(per_epoch)]
+
+    seen = np.concatenate(epoch(0))
     assert sorted(seen.tolist()) == sorted(ds.y_train.tolist())  # every image once an epoch
-    first = [batches[i][1].tolist() for i in range(len(batches))]
-    batches.on_epoch_end()
-    assert [batches[i][1].tolist() for i in range(len(batches))] != first
+    assert sorted(np.concatenate(epoch(1)).tolist()) == sorted(seen.tolist())
+    assert epoch(1) != epoch(0)  # reshuffled
+    # an epoch's order is its seed's and number's, whenever it is read (prefetch reads ahead)
+    again = fit_data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, 5, seed=3)[0]["x"]
+    assert [again[per_epoch + i][1].tolist() for i in range(per_epoch)] == epoch(1)
     # each streamed batch is exactly the in-memory images at those positions
-    positions = np.sort(batches.order[:5])
+    positions = np.sort(batches.order(0)[:5])
     np.testing.assert_array_equal(batches[0][0], mem.x_train[positions])
-    assert len(val) == 2 or len(val) == -(-len(ds.y_val) // 5)
-    # decode-cache rows: one worker, no Keras enqueuer (its 0.1 s drain at every epoch's end);
-    # rows decoded from the files (data.cache: none): two threads decode ahead
+    # validation: every image once, in order
+    assert np.concatenate([val[i][1] for i in range(val.per_epoch)]).tolist() == \
+        ds.y_val.tolist()
+    # one worker, no Keras enqueuer (its 0.1 s drain at every epoch's end); rows decoded from
+    # the files (data.cache: none) are decoded on two threads within a batch
     assert batches.workers == 1 and val.workers == 1
     files = load_dataset(_cfg(folder, tmp_path, "none"))
-    assert fit_data(files.x_train, files.y_train, files.x_val, files.y_val, 5)[0]["x"].workers == 2
+    fx = fit_data(files.x_train, files.y_train, files.x_val, files.y_val, 5, seed=3)[0]["x"]
+    np.testing.assert_array_equal(fx[0][0], batches[0][0])
     plain, val_plain = fit_data(mem.x_train, mem.y_train, mem.x_val, mem.y_val, 5)
     assert plain["x"] is mem.x_train and plain["batch_size"] == 5 and val_plain[0] is mem.x_val
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,21 +82,39 @@ class DiskRows:
 
 
 class FileRows:
-    """Rows decoded from the image files on every read (``data.cache: none``)."""
+    """Rows decoded from the image files on every read (``data.cache: none``), on two threads
+    (Pillow's decoding releases the GIL: a 128x128 JPEG takes ~1 ms)."""
+
+    THREADS = 2
 
     def __init__(self, paths: list[Path], shape: tuple[int, int, int], mode: str) -> None:
         self.paths, self.shape, self.mode = paths, shape, mode
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), *self.shape), dtype=np.uint8)
-        for i, r in enumerate(rows):
-            path = self.paths[int(r)]
+    def _decode_into(self, out: np.ndarray, rows: np.ndarray, part: int) -> None:
+        for i in range(part, len(rows), self.THREADS):
+            path = self.paths[int(rows[i])]
             try:
                 out[i] = decode(path, self.shape[:2], self.mode)
             except Exception as exc:  # noqa: BLE001 - checked at load: the file changed since
                 raise DataError(f"cannot decode image: {path}: {type(exc).__name__}: {exc} (it "
                                 f"decoded when the search loaded its data; was it changed?)"
                                 ) from exc
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape), dtype=np.uint8)
+        if len(rows) < 2 * self.THREADS:  # an image or two: no hand-off
+            for part in range(self.THREADS):
+                self._decode_into(out, rows, part)
+            return out
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.THREADS,
+                                                thread_name_prefix="tunetrack-decode")
+        for done in [self._pool.submit(self._decode_into, out, rows, part)
+                     for part in range(self.THREADS)]:
+            done.result()  # the first error, raised here
         return out
 
 
@@ -158,43 +177,56 @@ def is_streamed(x: Any) -> bool:
 
 
 def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle: bool,
-                  seed: int = 0, workers: int | None = None) -> Any:
-    """A ``keras.utils.PyDataset`` of (float32 images, labels) batches; reshuffled (seeded) at
-    every epoch's end when ``shuffle``.
+                  seed: int = 0) -> Any:
+    """A ``keras.utils.PyDataset`` of (float32 images, labels) batches, ``per_epoch`` of them
+    an epoch. With ``shuffle`` (training) it is endless: batch ``i`` is batch ``i % per_epoch``
+    of epoch ``i // per_epoch``, each epoch in its own seeded order, and ``model.fit`` takes it
+    with ``steps_per_epoch=per_epoch`` (see :func:`fit_data`). Without (validation), the same
+    ``per_epoch`` batches in order, every epoch.
 
-    Rows read from the decode cache (``data.cache: disk``) get one worker, so no Keras enqueuer:
-    a batch's reads (a ``pread`` an image, from the page cache) and float32 scaling take ~3 ms
-    for 64 images of 128x128x3, small beside a training step, while the enqueuer that
-    ``workers > 1`` starts drains its queue with a 0.1 s timeout at every epoch's end, for the
-    training and the validation batches alike (measured: 0.76x the in-memory path's images/s
-    with 2 workers, 0.91x with one). Under TensorFlow the batches still come ahead of the step,
-    from the prefetch Keras's TensorFlow adapter puts on a one-worker PyDataset; under jax the
-    step is dispatched asynchronously, so the next batch is read while it runs. Rows decoded from
-    the image files (``data.cache: none``, ~1 ms an image) keep two threads: decoding releases
-    the GIL and costs more than the enqueuer's wait."""
+    Endless so that Keras keeps one training iterator for the whole fit: with
+    ``steps_per_epoch`` set its epoch iterator goes on reading the same one, where a finite
+    dataset has it make a new one at every epoch. Under TensorFlow each new iterator of the
+    ``from_generator`` dataset Keras builds cost ~15-20 ms (measured), about 10 % of a small
+    folder's epoch. An epoch's order depends on its number alone, not on when Keras calls
+    ``on_epoch_end``: TensorFlow's prefetch reads the next epoch's first batches before this
+    one ends. Validation stays finite: ``evaluate`` drops its iterator at every call whatever
+    the dataset, and dropping an endless one mid-prefetch cost ~0.2 s (measured).
+
+    One worker, no Keras enqueuer (its 0.1 s queue drain at every epoch's end, measured: 0.76x
+    the in-memory path with 2 workers): under TensorFlow the batches come ahead of the step
+    from the prefetch Keras puts on a one-worker PyDataset; under jax the step is dispatched
+    asynchronously, so the next batch is read while it runs. Rows decoded from the image files
+    (``data.cache: none``) are decoded on two threads within each batch (``FileRows``)."""
     import keras
 
     n, size = len(x), max(1, int(batch_size))
-    if workers is None:
-        workers = 2 if isinstance(x.rows, FileRows) else 1
     labels = np.asarray(y)
 
     class Batches(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(n) if shuffle else np.arange(n)
+        per_epoch = math.ceil(n / size)
 
-        def __len__(self) -> int:
-            return math.ceil(n / size)
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
+            self._orders: dict[int, np.ndarray] = {}
+
+        @property
+        def num_batches(self) -> int | None:
+            return None if shuffle else self.per_epoch  # endless: fit reads per_epoch an epoch
+
+        def order(self, epoch: int) -> np.ndarray:
+            """The positions of epoch ``epoch`` (from 0) in the order it reads them."""
+            if not shuffle:
+                return np.arange(n)
+            if epoch not in self._orders:
+                self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+                self._orders[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+            return self._orders[epoch]
 
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-            positions = np.sort(self.order[i * size:(i + 1) * size])
+            epoch, b = divmod(int(i), self.per_epoch)
+            positions = np.sort(self.order(epoch)[b * size:(b + 1) * size])
             return x.take(positions), labels[positions]
-
-        def on_epoch_end(self) -> None:
-            if shuffle:
-                self.order = self.rng.permutation(n)
 
     return Batches()
 
@@ -202,10 +234,12 @@ def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle:
 def fit_data(x: Any, y: np.ndarray, x_val: Any, y_val: np.ndarray, batch_size: int,
              seed: int = 0) -> tuple[dict[str, Any], Any]:
     """``model.fit`` keyword arguments for training data and ``validation_data``: arrays as
-    they are, a streamed split through :func:`keras_batches`."""
+    they are; a streamed split through :func:`keras_batches` (the training batches endless,
+    with ``steps_per_epoch``)."""
     if not is_streamed(x):
         return {"x": x, "y": y, "batch_size": batch_size}, (x_val, y_val)
     train = keras_batches(x, y, batch_size, shuffle=True, seed=seed)
-    val = keras_batches(x_val, y_val, batch_size, shuffle=False) if is_streamed(x_val) \
-        else (x_val, y_val)
-    return {"x": train}, val
+    kwargs: dict[str, Any] = {"x": train, "steps_per_epoch": train.per_epoch}
+    if not is_streamed(x_val):
+        return kwargs, (x_val, y_val)
+    return kwargs, keras_batches(x_val, y_val, batch_size, shuffle=False)
