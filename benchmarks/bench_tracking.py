@@ -22,8 +22,9 @@ from benchmarks import ROOT, Row, call, check_size, median, spread, store_uri, t
 NAME = "tracking"
 PIPELINE = ROOT / "pipelines" / "digits.yaml"
 GOAL = 1.00
-# trials, epochs, repeats (each repeat runs bare and tunetrack once, in a rotated order;
-# autolog, at 2-4x the others, only in the first). On a shared 2-core machine two runs of the
+# trials, epochs, repeats (each repeat runs bare and tunetrack once, in a rotated order: a pair;
+# autolog, at 2-4x the others, only in the first). The goal holds for the ratio of the medians
+# and for the median of the pairs' ratios. On a shared 2-core machine two runs of the
 # same bare search differ by ~10%, so one pair cannot resolve a 5% goal: the figure is the
 # median of several.
 SIZES = {"smoke": (1, 1, 1), "quick": (4, 6, 3), "full": (12, 15, 3)}
@@ -224,6 +225,9 @@ def run(size: str) -> list[Row]:
                     samples[v].append(found["seconds"])
                     last[v] = found
         bare, auto, tt = (median(samples[v]) for v in VARIANTS)
+        # each repeat ran bare and tunetrack back to back: the median of their ratios must meet
+        # the goal too, so one slow stretch of a shared machine cannot decide it
+        pairs = [t / b for t, b in zip(samples["tunetrack"], samples["bare"], strict=True)]
         same = last["bare"]["candidates"] == last["tunetrack"]["candidates"]
         work = (f"{trials} trials x {epochs} epochs, epochs trained bare/autolog/tunetrack "
                 f"{last['bare']['epochs']}/{last['autolog']['epochs']}/"
@@ -232,8 +236,10 @@ def run(size: str) -> list[Row]:
                 f"{_fmt(last['tunetrack']['best'])}")
         rows = [
             Row(NAME, "tunetrack run_search wall", tt, "s", bare, "bare keras-tuner",
-                f"<= {GOAL}x bare", tt / bare <= GOAL,
-                f"median of {len(samples['tunetrack'])}: {spread(samples['tunetrack'])}; {work}"),
+                f"<= {GOAL}x bare", tt / bare <= GOAL and median(pairs) <= GOAL,
+                f"median of {len(samples['tunetrack'])}: {spread(samples['tunetrack'])}; "
+                f"interleaved pairs tunetrack/bare {', '.join(f'{p:.2f}' for p in pairs)}, "
+                f"median {median(pairs):.2f}x; {work}"),
             Row(NAME, "keras-tuner + mlflow.keras.autolog wall", auto, "s", bare,
                 "bare keras-tuner", "", None,
                 f"median of {len(samples['autolog'])}: {spread(samples['autolog'])}"),
