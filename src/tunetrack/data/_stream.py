@@ -189,9 +189,9 @@ def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle:
     dataset has it make a new one at every epoch. Under TensorFlow each new iterator of the
     ``from_generator`` dataset Keras builds cost ~15-20 ms (measured), about 10 % of a small
     folder's epoch; dropping the endless one when ``fit`` returns costs ~0.06-0.12 s once
-    (its prefetch is mid-batch), so from the fifth epoch on a fit gains. An epoch's order depends on its number alone, not on when Keras calls
-    ``on_epoch_end``: TensorFlow's prefetch reads the next epoch's first batches before this
-    one ends. Validation stays finite: ``evaluate`` drops its iterator at every call whatever
+    (its prefetch is mid-batch), so from the fifth epoch on a fit gains. An epoch's order
+    depends on its number alone, not on when Keras calls ``on_epoch_end``: TensorFlow's
+    prefetch reads the next epoch's first batches before this one ends. Validation stays finite: ``evaluate`` drops its iterator at every call whatever
     the dataset, and dropping an endless one mid-prefetch cost ~0.2 s (measured).
 
     One worker, no Keras enqueuer (its 0.1 s queue drain at every epoch's end, measured: 0.76x
