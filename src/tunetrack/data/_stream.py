@@ -191,8 +191,9 @@ def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle:
     folder's epoch; dropping the endless one when ``fit`` returns costs ~0.06-0.12 s once
     (its prefetch is mid-batch), so from the fifth epoch on a fit gains. An epoch's order
     depends on its number alone, not on when Keras calls ``on_epoch_end``: TensorFlow's
-    prefetch reads the next epoch's first batches before this one ends. Validation stays finite: ``evaluate`` drops its iterator at every call whatever
-    the dataset, and dropping an endless one mid-prefetch cost ~0.2 s (measured).
+    prefetch reads the next epoch's first batches before this one ends. Validation stays
+    finite: ``evaluate`` drops its iterator at every call whatever the dataset, and dropping an
+    endless one mid-prefetch cost ~0.2 s (measured).
 
     One worker, no Keras enqueuer (its 0.1 s queue drain at every epoch's end, measured: 0.76x
     the in-memory path with 2 workers): under TensorFlow the batches come ahead of the step
