@@ -55,7 +55,7 @@ def test_batches_feed_fit_and_reshuffle(folder: Path, tmp_path: Path):
     kwargs, val = fit_data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, 5, seed=3)
     batches, per_epoch = kwargs["x"], -(-len(ds.y_train) // 5)
     # endless, read per_epoch batches an epoch: Keras keeps one iterator for the whole fit
-    assert kwargs == {"x": batches, "steps_per_epoch": per_epoch}
+    assert kwargs == {"x": batches, "steps_per_epoch": per_epoch, "shuffle": False}
     assert batches.num_batches is None and batches.per_epoch == per_epoch
     assert val.num_batches == val.per_epoch == -(-len(ds.y_val) // 5)  # validation: finite
     xb, yb = batches[0]

@@ -236,12 +236,13 @@ def keras_batches(x: StreamedImages, y: np.ndarray, batch_size: int, *, shuffle:
 def fit_data(x: Any, y: np.ndarray, x_val: Any, y_val: np.ndarray, batch_size: int,
              seed: int = 0) -> tuple[dict[str, Any], Any]:
     """``model.fit`` keyword arguments for training data and ``validation_data``: arrays as
-    they are; a streamed split through :func:`keras_batches` (the training batches endless,
-    with ``steps_per_epoch``)."""
+    they are; a streamed split through :func:`keras_batches` (the training batches endless and
+    shuffled, with ``steps_per_epoch``)."""
     if not is_streamed(x):
         return {"x": x, "y": y, "batch_size": batch_size}, (x_val, y_val)
     train = keras_batches(x, y, batch_size, shuffle=True, seed=seed)
-    kwargs: dict[str, Any] = {"x": train, "steps_per_epoch": train.per_epoch}
+    # shuffle=False: the batches come shuffled (Keras warns that it ignores True on them)
+    kwargs: dict[str, Any] = {"x": train, "steps_per_epoch": train.per_epoch, "shuffle": False}
     if not is_streamed(x_val):
         return kwargs, (x_val, y_val)
     return kwargs, keras_batches(x_val, y_val, batch_size, shuffle=False)
