@@ -43,7 +43,14 @@ def test_console_reporter_shows_trial_i_of_n_score_and_best():
     reporter.trial_started(number=2, total=3, trial_id="01", shown={})
     rejected = TrialRecord("01", TrialStatus.REJECTED, {}, reason="264,522 params > 200,000")
     reporter.trial_ended(rejected, best=done, elapsed=3.1)
+    pruned = TrialRecord("02", TrialStatus.PRUNED, {}, objective=0.5, epochs=2,
+                         reason="pruned (median) after epoch 2: 0.5000 is worse than the median "
+                                "0.3000 of 3 trials at that epoch")
+    reporter.trial_ended(pruned, best=done, elapsed=3.2)
     text = out.getvalue()
+    # the rule's reason once, not "pruned after epoch 2: pruned (median) after epoch 2: ..."
+    assert ("val_loss 0.5000 pruned (median) after epoch 2: 0.5000 is worse than the median "
+            "0.3000 of 3 trials at that epoch | best 0.2500 (trial 00)") in text
     assert "objective val_loss (min, inferred)" in text
     assert "10 classes, image 8x8x1" in text
     assert "trial 1/3 (id 00) learning_rate=0.00123" in text

@@ -112,6 +112,9 @@ class ConsoleReporter(QuietReporter):
                        f"{record.seconds:.1f}s)")
         elif record.status is TrialStatus.REJECTED:
             outcome = f"[yellow]rejected[/]: {record.reason}"
+        elif record.status is TrialStatus.PRUNED and (record.reason or "").startswith("pruned"):
+            # the rule's own words: "pruned (median) after epoch 2: 0.8854 is worse than..."
+            outcome = f"{self._objective} {record.objective:.4f} [yellow]{record.reason}[/]"
         elif record.status is TrialStatus.PRUNED:
             outcome = (f"{self._objective} {record.objective:.4f} [yellow]pruned[/] after "
                        f"epoch {record.epochs}: {record.reason}")
