@@ -37,6 +37,21 @@ def test_summary_is_mean_sample_std_and_t_interval():
                                                           names.METRIC_REPEATS_MEAN}
 
 
+def test_interval_stays_within_what_the_metric_can_be():
+    # two repeats of an accuracy: the t interval (12.7 standard errors) would pass 1
+    two = [0.92, 0.94]
+    low, high = sig.summarize(two).ci
+    assert high > 1.0  # unbounded for a metric not named
+    clipped = sig.summarize(two, "val_accuracy").ci
+    assert clipped == (pytest.approx(low), 1.0)
+    assert sig.summarize([0.02, 0.30], "val_loss").ci[0] == 0.0
+    assert sig.summarize([0.02, 0.30], "val_loss").ci[1] > 0.30
+    assert sig.bounds("val_macro_f1") == (0.0, 1.0) and sig.bounds("custom") == (-math.inf,
+                                                                                 math.inf)
+    lead = sig.welch("trial 1", two, "trial 2", [0.90, 0.91], "max", "val_accuracy")
+    assert lead.a.ci[1] == 1.0 and "0.9300 ± 0.0141 (95% CI" in lead.text()
+
+
 def test_welch_says_in_words_whether_the_lead_exceeds_seed_noise():
     from scipy import stats
 

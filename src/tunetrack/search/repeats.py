@@ -91,7 +91,9 @@ class Repeated:
             values = [s[key] for s in per_repeat if key in s]
             if len(values) == len(per_repeat):
                 record.metrics[key] = sum(values) / len(values)
-        stats = self.stats
+        from tunetrack.tracking.significance import summarize
+
+        stats = summarize([r.score for r in self.repeats], objective)
         record.objective = stats.mean
         record.metrics[objective] = stats.mean
         record.metrics[f"best_{objective}"] = stats.mean

@@ -29,11 +29,23 @@ TEST = "Welch's t-test (two-sided, unequal variances)"
 COLUMNS = ("±", "ci95_low", "ci95_high", "repeats")
 
 
+def bounds(metric: str | None) -> tuple[float, float]:
+    """The values ``metric`` can take: [0, 1] for accuracies, F1 and recalls, [0, inf) for
+    losses, anything for a metric not known."""
+    name = (metric or "").lower()
+    if any(word in name for word in ("accuracy", "f1", "recall")):
+        return 0.0, 1.0
+    if "loss" in name:
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
 @dataclass(frozen=True)
 class RepeatStats:
-    """One candidate's objective over its repeats."""
+    """One candidate's objective over its repeats; ``limits``: the values it can take."""
 
     values: tuple[float, ...]
+    limits: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def n(self) -> int:
@@ -53,13 +65,15 @@ class RepeatStats:
 
     @property
     def ci(self) -> tuple[float, float]:
-        """The 95 % confidence interval of the mean (Student's t); NaN for one repeat."""
+        """The 95 % confidence interval of the mean (Student's t), within :attr:`limits` (with
+        two repeats an accuracy's interval would otherwise pass 1); NaN for one repeat."""
         if self.n < 2:
             return math.nan, math.nan
         from scipy import stats
 
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 1) * self.std / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        low, high = self.limits
+        return max(self.mean - half, low), min(self.mean + half, high)
 
     def metrics(self) -> dict[str, float]:
         """The candidate run's ``repeats/*`` metrics."""
@@ -77,8 +91,9 @@ class RepeatStats:
                 f"(95% CI {low:.{digits}f}–{high:.{digits}f}, n={self.n})")
 
 
-def summarize(values: Sequence[float]) -> RepeatStats:
-    return RepeatStats(tuple(float(v) for v in values))
+def summarize(values: Sequence[float], metric: str | None = None) -> RepeatStats:
+    """The repeats' scores of ``metric`` (its name bounds the interval: :func:`bounds`)."""
+    return RepeatStats(tuple(float(v) for v in values), bounds(metric))
 
 
 def parse_scores(text: str | None) -> list[float] | None:
@@ -131,9 +146,10 @@ class Lead:
 
 
 def welch(first: str, a: Sequence[float], second: str, b: Sequence[float],
-          direction: str) -> Lead:
-    """Welch's t-test of #1 (``a``) against #2 (``b``); ``p`` is NaN when it cannot be run."""
-    sa, sb = summarize(a), summarize(b)
+          direction: str, metric: str | None = None) -> Lead:
+    """Welch's t-test of #1 (``a``) against #2 (``b``) on ``metric``; ``p`` is NaN when it
+    cannot be run."""
+    sa, sb = summarize(a, metric), summarize(b, metric)
     t = p = math.nan
     if min(sa.n, sb.n) >= 2:
         if sa.std == 0 and sb.std == 0:  # no seed noise at all: any difference is real
@@ -157,7 +173,7 @@ def add_columns(df: pd.DataFrame, runs: Sequence[Any], objective: str) -> pd.Dat
         return df
     import pandas as pd
 
-    stats = [summarize(scores[r]) if r in scores else None for r in df["run_id"]]
+    stats = [summarize(scores[r], objective) if r in scores else None for r in df["run_id"]]
     at = list(df.columns).index(objective) + 1
     values = {"±": [s.std if s else None for s in stats],
               "ci95_low": [s.ci[0] if s else None for s in stats],
@@ -179,7 +195,7 @@ def leaders(df: pd.DataFrame, objective: str, direction: str) -> Lead | None:
         return None
     first, second = ranked.iloc[0], ranked.iloc[1]
     return welch(f"trial {first['trial_id']}", scores[first["run_id"]],
-                 f"trial {second['trial_id']}", scores[second["run_id"]], direction)
+                 f"trial {second['trial_id']}", scores[second["run_id"]], direction, objective)
 
 
 def significance_text(df: pd.DataFrame, objective: str, direction: str) -> str:
@@ -229,7 +245,7 @@ def require_significant(client: Any, ranked: Sequence[Any], metric: str) -> Lead
     one, two = ranked[0], ranked[1]
     label = lambda r: f"trial {r.data.tags.get(names.TAG_TRIAL_ID, r.info.run_id)}"  # noqa: E731
     lead = welch(label(one), repeat_scores(client, one, metric),
-                 label(two), repeat_scores(client, two, metric), direction)
+                 label(two), repeat_scores(client, two, metric), direction, metric)
     if not lead.significant:
         raise PromotionRefused(f"{rule}: {lead.text()}")
     return lead
