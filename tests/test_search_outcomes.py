@@ -180,3 +180,26 @@ def test_max_minutes_ends_the_search_after_the_running_trial(store, workdir: Pat
     parent = store.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags[names.TAG_STOP_REASON] == result.stop_reason
+
+
+def test_a_signal_while_a_trial_run_is_created_leaves_no_run_running(store, workdir: Path,
+                                                                      monkeypatch):
+    """The signal lands once the run is in the store but before ``create_run`` returns (or
+    before the trial's params are written): the run ends KILLED with the search."""
+    from tunetrack.search.session import run_search
+    from tunetrack.tracking.store import SearchTracker
+
+    created = SearchTracker.start_trial
+
+    def start_then_interrupted(self, *args, **kwargs):
+        created(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SearchTracker, "start_trial", start_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_pipeline(write_pipeline(workdir, trials=2, epochs=1)))
+    runs = _runs(store, "tiny")
+    assert sorted((r.data.tags[names.TAG_ROLE], r.info.status) for r in runs) == [
+        ("search", "KILLED"), ("trial", "KILLED")]
+    (trial,) = [r for r in runs if r.data.tags[names.TAG_ROLE] == "trial"]
+    assert trial.data.tags[names.TAG_TRIAL_STATUS] == "killed"

@@ -148,6 +148,14 @@ class SearchSession:
         live.flush()  # the epochs of the trial in flight are kept, however the search ends
         runner.kill_running(self.failure or "search ended")
         trials = runner.trials
+        if not self.chief and self.status is not RunStatus.FINISHED:
+            # a signal that landed while a trial's run was being created: the run exists, but
+            # not yet as the runner's running trial (one query, on an abnormal end only)
+            try:
+                resume.kill_stale(tracker, self.run_id, self.failure or "search ended",
+                                  worker=runner.worker)
+            except Exception as exc:  # noqa: BLE001 - the store may be what failed
+                self.notify(f"could not check for runs left RUNNING: {exc}")
         if self.chief:
             reason = (self.failure if self.status is RunStatus.KILLED
                       else f"process died; search ended {self.status}")

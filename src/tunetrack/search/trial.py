@@ -175,8 +175,8 @@ class TrialRunner:
         log = self.tracker.start_trial(trial.trial_id, runnames.running_name(trial.trial_id),
                                        self.trial_tags())
         record.run_id = log.run_id
+        self.running = (record, log.run_id)  # before any other write: a signal may land there
         log.params(candidate).params(extra).flush()
-        self.running = (record, log.run_id)
         self.batch_size_override = None  # out of memory: halved once (search/oom.py)
         try:  # seeded by trial id; once, or once per seed repeat (search/repeats.py)
             histories, history, repeated = repeats.train(self, record, log, fit, number)
