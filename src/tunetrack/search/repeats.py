@@ -72,15 +72,15 @@ class Repeated:
 
     repeats: list[Repeat] = field(default_factory=list)
 
-    @property
-    def stats(self) -> Any:
+    def stats(self, objective: str | None = None) -> Any:
+        """The repeats' scores summarized (``objective`` bounds their interval)."""
         from tunetrack.tracking.significance import summarize
 
-        return summarize([r.score for r in self.repeats])
+        return summarize([r.score for r in self.repeats], objective)
 
     def chosen(self, direction: str) -> Repeat:
         """The repeat closest to the mean (ties: the better, then the first)."""
-        mean, sign = self.stats.mean, 1.0 if direction == "max" else -1.0
+        mean, sign = self.stats().mean, 1.0 if direction == "max" else -1.0
         return min(self.repeats, key=lambda r: (abs(r.score - mean), -sign * r.score, r.number))
 
     def apply(self, record: Any, objective: str) -> None:
@@ -91,9 +91,7 @@ class Repeated:
             values = [s[key] for s in per_repeat if key in s]
             if len(values) == len(per_repeat):
                 record.metrics[key] = sum(values) / len(values)
-        from tunetrack.tracking.significance import summarize
-
-        stats = summarize([r.score for r in self.repeats], objective)
+        stats = self.stats(objective)
         record.objective = stats.mean
         record.metrics[objective] = stats.mean
         record.metrics[f"best_{objective}"] = stats.mean
