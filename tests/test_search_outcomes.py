@@ -203,3 +203,26 @@ def test_a_signal_while_a_trial_run_is_created_leaves_no_run_running(store, work
         ("search", "KILLED"), ("trial", "KILLED")]
     (trial,) = [r for r in runs if r.data.tags[names.TAG_ROLE] == "trial"]
     assert trial.data.tags[names.TAG_TRIAL_STATUS] == "killed"
+
+
+def test_a_signal_while_a_seed_repeat_starts_leaves_no_run_running(store, workdir: Path,
+                                                                   monkeypatch):
+    """The signal lands as repeat 1's params are being written: the repeat, its candidate and
+    the search all end KILLED."""
+    from tunetrack.search.session import run_search
+    from tunetrack.tracking.store import RunLogger
+
+    params = RunLogger.params
+
+    def interrupted_at_a_repeat(self, values):
+        if "repeat" in values:
+            raise KeyboardInterrupt
+        return params(self, values)
+
+    monkeypatch.setattr(RunLogger, "params", interrupted_at_a_repeat)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_pipeline(write_pipeline(workdir, trials=1, epochs=1,
+                                                tuner_options=", repeats: 2")))
+    runs = _runs(store, "tiny")
+    assert sorted((r.data.tags[names.TAG_ROLE], r.info.status) for r in runs) == [
+        ("repeat", "KILLED"), ("search", "KILLED"), ("trial", "KILLED")]

@@ -117,20 +117,23 @@ def fit_once(runner: Any, fit: Callable[[], Any], seed: int, batch_size: int, lo
     return history
 
 
-def _start(runner: Any, parent: str, trial_id: str, number: int, seed: int,
-           candidate: dict[str, Any]) -> str:
+def _start(runner: Any, record: Any, parent: str, number: int, seed: int) -> str:
+    """Repeat ``number``'s run, the runner's running one (``repeat_of`` the candidate's)
+    before its params are written: a signal landing there still finds it to end."""
     from tunetrack.tracking.store import RunLogger, retry_locked
 
     tracker = runner.tracker
     run = retry_locked(
         tracker.client.create_run, tracker.experiment_id,
-        run_name=f"{runnames.trial_label(trial_id)} r{number} training",
+        run_name=f"{runnames.trial_label(record.trial_id)} r{number} training",
         tags={names.TAG_PARENT: parent, names.TAG_ROLE: names.ROLE_REPEAT,
-              names.TAG_TRIAL_ID: trial_id, names.TAG_REPEAT: str(number),
+              names.TAG_TRIAL_ID: record.trial_id, names.TAG_REPEAT: str(number),
               names.TAG_SEED: str(seed)})
-    RunLogger(tracker.client, run.info.run_id).params(
-        {**candidate, "repeat": number, "seed": seed}).flush()
-    return str(run.info.run_id)
+    run_id = str(run.info.run_id)
+    runner.running, runner.repeat_of = (record, run_id), parent
+    RunLogger(tracker.client, run_id).params(
+        {**record.candidate, "repeat": number, "seed": seed}).flush()
+    return run_id
 
 
 def train(runner: Any, record: Any, log: Any, fit: Callable[[], Any],
@@ -154,8 +157,7 @@ def train(runner: Any, record: Any, log: Any, fit: Callable[[], Any],
     objective, direction = pipeline.objective, pipeline.direction
     for k in range(n):
         seed = seed_for(pipeline.tuner.seed, number, k)
-        run_id = _start(runner, log.run_id, record.trial_id, k + 1, seed, candidate)
-        runner.running, runner.repeat_of = (record, run_id), log.run_id
+        run_id = _start(runner, record, log.run_id, k + 1, seed)
         runner.fit_seed = seed if k else None  # repeat 1 shuffles as a search without repeats
         runner.repeat_number = k + 1  # tuner.pruning judges repeat 1 only
         t0 = time.perf_counter()
